@@ -1,0 +1,85 @@
+"""Job operations the API needs: create, read, list, cancel. Status changes go through states."""
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from jobs import states
+from jobs.models import LOCAL_OWNER, Job, new_job_id, utcnow
+
+MAX_SEED = 2**63 - 1
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def fill_seed(params: dict) -> dict:
+    """A null seed becomes a random one stored with the job, so any result can be reproduced."""
+    if params.get("seed") is None:
+        return {**params, "seed": secrets.randbelow(2**31)}
+    return params
+
+
+def add_job(session: Session, job_type: str, params: dict, *, job_id: str | None = None,
+            input_key: str | None = None, owner: str = LOCAL_OWNER) -> Job:
+    now = utcnow()
+    job = Job(id=job_id or new_job_id(), owner=owner, type=job_type, status=states.QUEUED,
+              params=fill_seed(params), input_key=input_key, progress=0.0,
+              cancel_requested=False, attempts=0, created_at=now, updated_at=now)
+    session.add(job)
+    return job
+
+
+def get_job(session: Session, job_id: str, owner: str = LOCAL_OWNER) -> Job | None:
+    return session.execute(select(Job).where(Job.id == job_id, Job.owner == owner)).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+def list_jobs(session: Session, *, owner: str = LOCAL_OWNER, status: str | None = None,
+              job_type: str | None = None, limit: int = 20, cursor: str | None = None) -> Page:
+    """Newest first; the cursor is the (created_at, id) of the last job on the previous page."""
+    query = select(Job).where(Job.owner == owner)
+    if status:
+        query = query.where(Job.status == status)
+    if job_type:
+        query = query.where(Job.type == job_type)
+    if cursor:
+        created_at, last_id = decode_cursor(cursor)
+        query = query.where(or_(Job.created_at < created_at,
+                                and_(Job.created_at == created_at, Job.id < last_id)))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    rows = list(session.execute(query).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(rows[-1]) if more else None)
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor("cursor is not one this API returned") from exc
+
+
+def cancel_job(session: Session, job_id: str) -> bool:
+    """True if the job is now canceled or will stop at its next checkpoint."""
+    return states.request_cancel(session, job_id)

@@ -1,0 +1,118 @@
+"""One settings object, read from JANUS_* environment variables and validated at start."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TINY_MODEL = "tiny"
+QUEUES = ("generate", "understand")
+
+
+class SettingsError(ValueError):
+    """A bad configuration value; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JANUS_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path("var")
+    # Empty means "the embedded default under data_dir" (SQLite, kombu's SQLAlchemy
+    # transport, a local folder), so `make run` needs no server.
+    database_url: str = ""
+    broker_url: str = ""
+    storage_url: str = ""
+    s3_endpoint_url: str | None = None
+
+    model: str = TINY_MODEL
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=2, ge=1, le=64)
+
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
+    max_prompt_chars: int = Field(default=4000, ge=1)
+    url_ttl: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+
+    # soft < hard < broker visibility timeout, so a job that overruns is stopped by its
+    # worker before the broker would hand the message to a second worker.
+    job_soft_time_limit: int = Field(default=1500, ge=1)
+    job_time_limit: int = Field(default=1800, ge=2)
+    visibility_timeout: int = Field(default=3600, ge=3)
+    progress_interval: float = Field(default=0.5, gt=0, le=60)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        ok = value in ("auto", "cpu", "cuda") or (
+            value.startswith("cuda:") and value[5:].isdigit()
+        )
+        if not ok:
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("file", "s3"):
+            raise ValueError("must be file:///path or s3://bucket/prefix")
+        if value.startswith("s3://") and not urlparse(value).netloc:
+            raise ValueError("s3 URL needs a bucket: s3://bucket/prefix")
+        return value
+
+    @model_validator(mode="after")
+    def _check_time_limits(self) -> "Settings":
+        if not self.job_soft_time_limit < self.job_time_limit < self.visibility_timeout:
+            raise ValueError(
+                "JANUS_JOB_SOFT_TIME_LIMIT < JANUS_JOB_TIME_LIMIT < JANUS_VISIBILITY_TIMEOUT must hold"
+            )
+        return self
+
+    @cached_property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'janus.db'}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_path / 'broker.db'}"
+
+    @property
+    def storage(self) -> str:
+        return self.storage_url or f"file://{self.data_path / 'storage'}"
+
+    @property
+    def model_source(self) -> str:
+        """What janus_model loads: a folder or a hub id; `tiny` lives under data_dir."""
+        if self.model == TINY_MODEL:
+            return str(self.data_path / "models" / "janus-tiny")
+        return self.model
+
+    @property
+    def is_tiny_model(self) -> bool:
+        return self.model == TINY_MODEL
+
+
+def load_settings(**overrides) -> Settings:
+    """Read the environment (plus overrides); a bad value raises SettingsError in one line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    name = f"JANUS_{field.upper()}" if field else "JANUS_* settings"
+    return f"invalid {name}: {error['msg']}"
