@@ -1,0 +1,77 @@
+"""Flask app factory: `create_app(settings)`; gunicorn runs `api.app:create_app()`."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError, DBAPIError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from api.errors import ApiError
+from api.services import Services
+from jobs.settings import Settings, load_settings
+from jobs.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, **overrides) -> Flask:
+    settings = settings or load_settings(**overrides)
+    app = Flask(__name__)
+    # Flask refuses bigger bodies before reading them: the 413 costs no memory.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_upload_bytes
+    app.json.sort_keys = False
+    app.extensions["janus"] = Services(settings)
+    _register_blueprints(app)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from api.health import health
+    from api.routes import jobs_api
+
+    app.register_blueprint(jobs_api)
+    app.register_blueprint(health)
+
+
+def error_response(error: ApiError, headers: dict | None = None):
+    response = jsonify(error.to_response_body())
+    response.status_code = error.status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        return error_response(error)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_error):
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return error_response(ApiError.of("payload_too_large", f"request body is over {limit} bytes"))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.code, "bad_request")
+        return error_response(ApiError(error.code or 400, code, error.description or error.name))
+
+    @app.errorhandler(StorageError)
+    def _storage_down(error):
+        log.warning("storage unavailable: %s", error)
+        return error_response(ApiError.of("unavailable", "object storage is unavailable", "storage"))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DBAPIError)
+    def _database_down(error):
+        log.warning("database unavailable: %s", error)
+        return error_response(ApiError.of("unavailable", "the database is unavailable", "database"))
+
+    @app.errorhandler(Exception)
+    def _unexpected(error):
+        # A bug, not bad input: log it, answer JSON without a traceback.
+        log.exception("unhandled error")
+        return error_response(ApiError(500, "internal_error", "internal error; it has been logged"))

@@ -1,0 +1,45 @@
+"""The one error type the API raises; the app turns it into `{"error": {...}}` with its status."""
+from __future__ import annotations
+
+from typing import Any
+
+# The codes clients may see, with the status each one goes out with.
+STATUS_OF_CODE: dict[str, int] = {
+    "invalid_json": 400,
+    "not_found": 404,
+    "conflict": 409,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "unsupported_image_format": 415,
+    "validation_error": 422,
+    "invalid_image": 422,
+    "image_too_large": 422,
+    "prompt_too_long": 422,
+    "internal_error": 500,
+    "unavailable": 503,
+}
+
+
+class ApiError(Exception):
+    """A client-visible error: HTTP status, a stable machine code, a message, the field at fault."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @classmethod
+    def of(cls, code: str, message: str, field: str | None = None) -> "ApiError":
+        """Build an error whose status follows from its code (see STATUS_OF_CODE)."""
+        return cls(STATUS_OF_CODE[code], code, message, field)
+
+    def to_response_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+    def __repr__(self) -> str:
+        return (
+            f"ApiError(status={self.status}, code={self.code!r}, "
+            f"message={self.message!r}, field={self.field!r})"
+        )

@@ -1,0 +1,325 @@
+"""The OpenAPI 3.1 document, generated from the pydantic models in api/schemas.py.
+
+Schemas come from `model_json_schema`, so the documented bounds are the validated bounds.
+The one bound that is configuration, the prompt length, is written in from the settings.
+"""
+from __future__ import annotations
+
+import copy
+from importlib import metadata
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from api import schemas
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+SCHEMA_DIALECT = "https://spec.openapis.org/oas/3.1/dialect/base"
+IMAGE_MEDIA_TYPES = "image/png, image/jpeg, image/webp, image/bmp, image/gif"
+# The text fields capped by max_prompt_chars, per request schema.
+CAPPED_TEXT = {"GenerateRequest": "prompt", "UnderstandRequest": "question"}
+
+
+def build_openapi(settings_max_prompt_chars: int | None = None) -> dict[str, Any]:
+    """The whole document; `settings_max_prompt_chars` defaults to the settings' default."""
+    max_chars = settings_max_prompt_chars or schemas.DEFAULT_MAX_PROMPT_CHARS
+    components = _component_schemas(max_chars)
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": SCHEMA_DIALECT,
+        "info": {
+            "title": "Janus job queue",
+            "version": _version(),
+            "description": (
+                "Asynchronous jobs for DeepSeek's Janus model: image generation from text "
+                "(`generate`) and questions about an image (`understand`). Create a job, "
+                "then poll it by id until its status is succeeded, failed or canceled."
+            ),
+        },
+        "paths": _paths(),
+        "components": {"schemas": components},
+    }
+
+
+# --- schemas -------------------------------------------------------------------------
+
+
+def _component_schemas(max_chars: int) -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    _add(components, "JobRequest", TypeAdapter(schemas.JobRequest).json_schema(
+        ref_template=REF_TEMPLATE, mode="validation"))
+    for model in (schemas.JobOut, schemas.JobList, schemas.ErrorOut):
+        _add(components, model.__name__, _response_schema(model))
+    for name, field in CAPPED_TEXT.items():
+        components[name]["properties"][field]["maxLength"] = max_chars
+    components["JobRequestForm"] = _form_schemas(components)
+    return components
+
+
+def _response_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
+
+
+def _add(components: dict[str, Any], name: str, schema: dict[str, Any]) -> None:
+    """Hoist the schema's $defs into components, then add the schema itself."""
+    schema = dict(schema)
+    for def_name, definition in schema.pop("$defs", {}).items():
+        _put(components, def_name, definition)
+    _put(components, name, schema)
+
+
+def _put(components: dict[str, Any], name: str, schema: dict[str, Any]) -> None:
+    if name in components and components[name] != schema:
+        # Two different models sharing a name would silently overwrite each other.
+        raise ValueError(f"two different schemas are both named {name!r}")
+    components[name] = schema
+
+
+def _form_schemas(components: dict[str, Any]) -> dict[str, Any]:
+    """multipart/form-data: the same request fields, with the image as a file part."""
+    mapping = {}
+    for name, job_type in (("GenerateRequest", "generate"), ("UnderstandRequest", "understand")):
+        form = copy.deepcopy(components[name])
+        form["title"] = f"{name}Form"
+        if "image" in form["properties"]:
+            form["properties"]["image"] = {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+                "description": "The image file: PNG, JPEG, WEBP, BMP or GIF (first frame).",
+            }
+        components[f"{name}Form"] = form
+        mapping[job_type] = REF_TEMPLATE.format(model=f"{name}Form")
+    return {
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "type", "mapping": mapping},
+        "description": (
+            "Each field is a form part holding its value as text (numbers as decimal text); "
+            "bounds are the same as for JSON."
+        ),
+    }
+
+
+# --- paths ---------------------------------------------------------------------------
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=name)}
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json("ErrorOut")}
+
+
+def _job_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json("JobOut")}
+
+
+JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 64},
+    "description": "The job's id.",
+}
+LOCATION = {
+    "Location": {"description": "The job's URL.", "schema": {"type": "string"}},
+}
+NOT_FOUND = _error("No such job (code not_found).")
+UNAVAILABLE = _error("The database or queue is unreachable (code unavailable).")
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/v1/jobs": {"post": _create_job(), "get": _list_jobs()},
+        "/v1/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob",
+                "summary": "Get a job",
+                "parameters": [JOB_ID],
+                "responses": {"200": _job_response("The job."), "404": NOT_FOUND},
+            }
+        },
+        "/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "summary": "Cancel a job",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": _job_response("The job, now canceled."),
+                    "202": _job_response(
+                        "Cancellation requested: a running job stops at its next checkpoint."
+                    ),
+                    "404": NOT_FOUND,
+                    "409": _error("The job can no longer be canceled (code conflict)."),
+                },
+            }
+        },
+        "/v1/jobs/{job_id}/images/{index}": {"get": _get_image()},
+        "/healthz": {"get": _probe("healthz", "Liveness: the API process is up.", ready=False)},
+        "/readyz": {"get": _probe("readyz", "Readiness: database and queue reachable.", ready=True)},
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI 3.1 document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+    }
+
+
+def _create_job() -> dict[str, Any]:
+    return {
+        "operationId": "createJob",
+        "summary": "Create a job",
+        "description": (
+            "Validates the request, stores the job and queues it; returns at once. "
+            "An understand job's image may be a data URL (JSON) or a file part (multipart)."
+        ),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _ref("JobRequest")},
+                "multipart/form-data": {
+                    "schema": _ref("JobRequestForm"),
+                    "encoding": {"image": {"contentType": IMAGE_MEDIA_TYPES}},
+                },
+            },
+        },
+        "responses": {
+            "202": {
+                "description": "Queued.",
+                "headers": LOCATION,
+                "content": _json("JobOut"),
+            },
+            "400": _error("The body is not a JSON object (code invalid_json)."),
+            "413": _error("The body is larger than the upload limit (code payload_too_large)."),
+            "415": _error(
+                "Not JSON or multipart (unsupported_media_type), or an image format other "
+                "than PNG, JPEG, WEBP, BMP, GIF (unsupported_image_format)."
+            ),
+            "422": _error(
+                "A field is invalid: validation_error, prompt_too_long, invalid_image, "
+                "image_too_large; `field` names it."
+            ),
+            "503": UNAVAILABLE,
+        },
+    }
+
+
+def _list_jobs() -> dict[str, Any]:
+    query = schemas.ListJobsQuery.model_json_schema(ref_template=REF_TEMPLATE)
+    required = set(query.get("required", ()))
+    parameters = [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "description": prop.get("description", ""),
+            "schema": _without_null(prop),
+        }
+        for name, prop in query["properties"].items()
+    ]
+    return {
+        "operationId": "listJobs",
+        "summary": "List jobs, newest first",
+        "parameters": parameters,
+        "responses": {
+            "200": {"description": "A page of jobs.", "content": _json("JobList")},
+            "422": _error("A query parameter is invalid (code validation_error)."),
+            "503": UNAVAILABLE,
+        },
+    }
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is either absent or a value: drop the `null` branch."""
+    schema = {k: v for k, v in prop.items() if k not in ("description", "title")}
+    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    return schema
+
+
+def _get_image() -> dict[str, Any]:
+    return {
+        "operationId": "getJobImage",
+        "summary": "One generated image",
+        "description": (
+            "The image bytes, or a 307 redirect to a signed object-storage URL, depending "
+            "on the storage backend."
+        ),
+        "parameters": [
+            JOB_ID,
+            {
+                "name": "index",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0, "maximum": schemas.MAX_NUM_IMAGES - 1},
+                "description": "Position in the job's result.images, from 0.",
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "The image.",
+                "content": {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}},
+            },
+            "307": {"description": "Redirect to the stored image.", "headers": LOCATION},
+            "404": _error("No such job, the job has no such image, or it is not finished."),
+        },
+    }
+
+
+def _probe(operation_id: str, summary: str, *, ready: bool) -> dict[str, Any]:
+    body = {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string"},
+            "checks": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Each dependency: ok, or down with the reason.",
+            },
+        },
+        "additionalProperties": True,
+    }
+    responses: dict[str, Any] = {
+        "200": {"description": "OK.", "content": {"application/json": {"schema": body}}}
+    }
+    if ready:
+        responses["503"] = {
+            "description": "A dependency is unreachable.",
+            "content": {"application/json": {"schema": body}},
+        }
+    return {"operationId": operation_id, "summary": summary, "responses": responses}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("janusq")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,146 @@
+"""The /v1/jobs resource: create, read, list, cancel, images."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, redirect, request
+
+from api.errors import ApiError
+from api.images import validate_image
+from api.schemas import parse_job_request, parse_list_query
+from api.serialize import job_path, job_to_dict
+from api.services import Services, services
+from jobs import service, states
+from jobs.models import new_job_id
+from jobs.queue import BrokerUnavailable
+
+jobs_api = Blueprint("jobs_api", __name__)
+
+
+@jobs_api.post("/v1/jobs")
+def create_job():
+    svc = services()
+    parsed = parse_job_request(request.mimetype, _json_body(), _form(), _files(),
+                               svc.settings.max_prompt_chars)
+    job_request = parsed.request
+    _check_fits_model(svc, job_request)
+    job_id = new_job_id()
+    params = {key: value for key, value in parsed.params.items() if key != "type"}
+    input_key = None
+    if job_request.type == "understand":
+        image = validate_image(parsed.image_bytes, svc.settings.max_image_pixels)
+        input_key = f"jobs/{job_id}/input"
+        # Stored before the row exists: a worker never sees a job without its input.
+        svc.storage.put(input_key, image.png_bytes, "image/png")
+        params["image"] = {"width": image.width, "height": image.height, "format": image.format}
+    with svc.db.session() as session:
+        job = service.add_job(session, job_request.type, params, job_id=job_id, input_key=input_key)
+    _publish_or_fail(svc, job_id, job.type)
+    response = jsonify(job_to_dict(job, _root()))
+    response.status_code = 202
+    response.headers["Location"] = job_path(job_id)
+    return response
+
+
+def _json_body():
+    if request.mimetype != "application/json":
+        return None
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError.of("invalid_json", "request body is not valid JSON")
+    return body
+
+
+def _form():
+    return request.form if request.mimetype == "multipart/form-data" else None
+
+
+def _files():
+    return request.files if request.mimetype == "multipart/form-data" else None
+
+
+def _check_fits_model(svc: Services, job_request) -> None:
+    budget = svc.prompt_budget
+    if job_request.type == "generate":
+        fits, field = budget.generation_fits(job_request.prompt), "prompt"
+    else:
+        fits = budget.understanding_fits(job_request.question, job_request.max_new_tokens)
+        field = "question"
+    if not fits:
+        raise ApiError.of("prompt_too_long", f"{field} is longer than the model's context allows", field)
+
+
+def _publish_or_fail(svc: Services, job_id: str, job_type: str) -> None:
+    """The row is committed first; if the broker is down the job fails visibly, never hangs."""
+    try:
+        svc.publisher.publish(job_id, job_type)
+    except BrokerUnavailable:
+        with svc.db.session() as session:
+            states.transition(session, job_id, states.FAILED, only_from={states.QUEUED},
+                              error_code="broker_unavailable", error_message="the job could not be queued")
+        raise ApiError.of("unavailable", "the job queue is unavailable; try again", "broker") from None
+
+
+@jobs_api.get("/v1/jobs/<job_id>")
+def get_job(job_id: str):
+    svc = services()
+    with svc.db.session() as session:
+        job = _require_job(session, job_id)
+    return jsonify(job_to_dict(job, _root()))
+
+
+@jobs_api.get("/v1/jobs")
+def list_jobs():
+    svc = services()
+    filters = _list_filters()
+    with svc.db.session() as session:
+        try:
+            page = service.list_jobs(session, **filters)
+        except service.InvalidCursor as exc:
+            raise ApiError.of("validation_error", str(exc), "cursor") from None
+    return jsonify({"data": [job_to_dict(job, _root()) for job in page.jobs], "next_cursor": page.next_cursor})
+
+
+def _list_filters() -> dict:
+    query = parse_list_query(request.args)
+    return {"status": query.status, "job_type": query.type, "limit": query.limit, "cursor": query.cursor}
+
+
+@jobs_api.post("/v1/jobs/<job_id>/cancel")
+def cancel_job(job_id: str):
+    svc = services()
+    with svc.db.session() as session:
+        job = _require_job(session, job_id)
+        if not service.cancel_job(session, job_id):
+            raise ApiError.of("conflict", f"job already {job.status}; nothing to cancel", "status")
+    with svc.db.session() as session:
+        job = _require_job(session, job_id)
+    # 202 while a running job has yet to reach its next checkpoint and stop.
+    return jsonify(job_to_dict(job, _root())), 200 if job.status == states.CANCELED else 202
+
+
+@jobs_api.get("/v1/jobs/<job_id>/images/<int:index>")
+def get_image(job_id: str, index: int):
+    svc = services()
+    with svc.db.session() as session:
+        job = _require_job(session, job_id)
+    images = (job.result or {}).get("images")
+    if job.status != states.SUCCEEDED or not images:
+        raise ApiError.of("not_found", f"job {job_id} has no images (status {job.status})")
+    if index >= len(images):
+        raise ApiError.of("not_found", f"job {job_id} has {len(images)} images; no index {index}")
+    key = images[index]["key"]
+    url = svc.storage.presigned_url(key, svc.settings.url_ttl)
+    if url:
+        return redirect(url, code=307)
+    return Response(svc.storage.get(key), mimetype=images[index]["content_type"],
+                    headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _require_job(session, job_id: str):
+    job = service.get_job(session, job_id)
+    if job is None:
+        raise ApiError.of("not_found", f"no job {job_id}")
+    return job
+
+
+def _root() -> str:
+    return request.host_url.rstrip("/")

@@ -1,0 +1,52 @@
+"""The job as users see it (see JobOut in api/schemas.py)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from jobs.models import Job
+
+
+def job_path(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+def job_to_dict(job: Job, root: str) -> dict:
+    """`root` is the absolute URL of the API (no trailing slash), for links users can follow."""
+    base = root + job_path(job.id)
+    return {
+        "id": job.id,
+        "type": job.type,
+        "status": job.status,
+        "progress": round(job.progress or 0.0, 4),
+        "params": job.params,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "metrics": {
+            "queue_seconds": _seconds(job.created_at, job.started_at),
+            "run_seconds": round(job.run_seconds, 3) if job.run_seconds is not None else None,
+        },
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "result": _result(job, base),
+        "urls": {"self": base, "cancel": f"{base}/cancel"},
+    }
+
+
+def _result(job: Job, base: str) -> dict | None:
+    if job.result is None:
+        return None
+    if "images" in job.result:
+        return {"images": [
+            {"url": f"{base}/images/{index}", "width": image["width"], "height": image["height"],
+             "content_type": image["content_type"]}
+            for index, image in enumerate(job.result["images"])
+        ]}
+    return {"text": job.result.get("text", "")}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if start and end else None
