@@ -1,0 +1,5 @@
+import sys
+
+from janusq.cli import main
+
+sys.exit(main())

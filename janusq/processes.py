@@ -1,0 +1,68 @@
+"""Child processes of `janusq run`: the API and one worker, stopped together."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from jobs.settings import Settings
+
+log = logging.getLogger("janusq")
+STOP_GRACE_SECONDS = 10
+
+
+def gunicorn_argv(settings: Settings) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "--workers", str(settings.api_workers),
+            "--bind", f"{settings.host}:{settings.port}", "--access-logfile", "-",
+            "--graceful-timeout", "10", "api.app:create_app()"]
+
+
+def janusq_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "janusq", *args]
+
+
+def run_all_in_one(settings: Settings) -> int:
+    children = [_spawn(janusq_argv("serve")), _spawn(janusq_argv("worker"))]
+    log.info("serving on http://%s:%s with one worker (Ctrl-C stops everything)", settings.host, settings.port)
+    stopping = False
+
+    def _stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.3)
+    finally:
+        stop_all(children)
+    failed = [child.returncode for child in children if child.returncode not in (0, -15, None)]
+    return 0 if stopping or not failed else 1
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen:
+    # Its own session, so Ctrl-C reaches us once and we stop each whole process group in order.
+    return subprocess.Popen(argv, start_new_session=True, env=os.environ.copy())
+
+
+def stop_all(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:
+        pass

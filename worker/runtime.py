@@ -1,0 +1,43 @@
+"""Per-process worker state: the model is loaded once, after the fork, and stays loaded."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from jobs.db import Database
+from jobs.settings import Settings
+from jobs.storage import open_storage
+from worker.executor import Executor
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db = Database(settings.database)
+        self.storage = open_storage(settings.storage, settings.s3_endpoint_url)
+        self._model = None
+        self._lock = threading.Lock()
+
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                from janus_model import load_model
+
+                log.info("loading model %s on %s", self.settings.model, self.settings.device)
+                self._model = load_model(self.settings.model_source, device=self.settings.device,
+                                         dtype=self.settings.dtype)
+                log.info("model loaded on %s", self._model.device)
+            return self._model
+
+    def executor(self) -> Executor:
+        name = f"{socket.gethostname()}:{os.getpid()}:{self.settings.device}"
+        return Executor(self.db, self.storage, self.model, name, self.settings.progress_interval)
+
+    def after_fork(self) -> None:
+        """Connections made before the fork belong to the parent: drop them."""
+        self.db.dispose()
+        self.storage = open_storage(self.settings.storage, self.settings.s3_endpoint_url)
