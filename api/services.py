@@ -24,7 +24,8 @@ class Services:
 
     @cached_property
     def storage(self) -> Storage:
-        return open_storage(self.settings.storage, self.settings.s3_endpoint_url)
+        return open_storage(self.settings.storage, self.settings.s3_endpoint_url,
+                            public_endpoint_url=self.settings.s3_public_url)
 
     @cached_property
     def prompt_budget(self):

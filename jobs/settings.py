@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     broker_url: str = ""
     storage_url: str = ""
     s3_endpoint_url: str | None = None
+    # The address clients use for presigned URLs when it differs from the workers' (MinIO in compose).
+    s3_public_url: str | None = None
 
     model: str = TINY_MODEL
     device: str = "auto"
