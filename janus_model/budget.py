@@ -1,0 +1,98 @@
+"""Does a request fit the model's context? Answered with the tokenizer alone.
+
+The API validates prompts before queueing a job, in a process that must not load torch or the
+model, so this module only reads the tokenizer and two JSON files of the checkpoint. It counts
+the tokens exactly as JanusProcessor builds them (tests compare it with the real processor).
+"""
+
+import json
+
+import transformers
+from transformers import PreTrainedTokenizerFast
+from transformers.utils import cached_file
+
+from janus_model.prompts import DEFAULT_SYSTEM_PROMPT, generation_messages, render, understanding_messages
+
+
+class PromptBudget:
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerFast,
+        context_length: int,
+        image_token_count: int,
+        use_default_system_prompt: bool,
+    ):
+        self.tokenizer = tokenizer
+        self.context_length = context_length
+        self.image_token_count = image_token_count
+        self.use_default_system_prompt = use_default_system_prompt
+
+    @classmethod
+    def from_checkpoint(cls, source: str) -> "PromptBudget":
+        """Read a local checkpoint folder or a hub id (the same `source` load_model takes)."""
+        config = _read_json(source, "config.json")
+        processor_config = _read_json(source, "processor_config.json", required=False)
+        tokenizer = _tokenizer_class(source).from_pretrained(source)
+        if tokenizer.chat_template is None:
+            tokenizer.chat_template = _read_processor_chat_template(source)
+        return cls(
+            tokenizer=tokenizer,
+            context_length=config["text_config"]["max_position_embeddings"],
+            image_token_count=config["vision_config"].get("num_image_tokens", 576),
+            use_default_system_prompt=processor_config.get("use_default_system_prompt", False),
+        )
+
+    def generation_prompt_tokens(self, prompt: str) -> int:
+        """Tokens of the formatted generation prompt, begin-of-image tag included."""
+        text = render(self.tokenizer, generation_messages(prompt)) + self.tokenizer.boi_token
+        return self._count(text)
+
+    def understanding_prompt_tokens(self, question: str) -> int:
+        """Tokens of the formatted question with the image expanded to its placeholder tokens."""
+        text = render(self.tokenizer, understanding_messages(question))
+        if self.use_default_system_prompt:
+            text = DEFAULT_SYSTEM_PROMPT + text
+        one_image = (
+            self.tokenizer.boi_token
+            + self.tokenizer.image_token * self.image_token_count
+            + self.tokenizer.eoi_token
+        )
+        return self._count(text.replace(self.tokenizer.image_token, one_image))
+
+    def generation_fits(self, prompt: str) -> bool:
+        return self.generation_prompt_tokens(prompt) + self.image_token_count <= self.context_length
+
+    def understanding_fits(self, question: str, max_new_tokens: int) -> bool:
+        return self.understanding_prompt_tokens(question) + max_new_tokens <= self.context_length
+
+    def _count(self, text: str) -> int:
+        # verbose=False: an over-long prompt is an answer here (False), not something to log.
+        return len(self.tokenizer(text, verbose=False)["input_ids"])
+
+
+def _read_json(source: str, filename: str, required: bool = True) -> dict:
+    path = cached_file(source, filename, _raise_exceptions_for_missing_entries=required)
+    if path is None:
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _tokenizer_class(source: str) -> type[PreTrainedTokenizerFast]:
+    # The class the processor gets from AutoTokenizer (e.g. LlamaTokenizerFast for Janus-Pro),
+    # looked up by name because importing AutoTokenizer imports torch.
+    name = _read_json(source, "tokenizer_config.json", required=False).get("tokenizer_class")
+    candidate = getattr(transformers, name, None) if name else None
+    if isinstance(candidate, type) and issubclass(candidate, PreTrainedTokenizerFast):
+        return candidate
+    return PreTrainedTokenizerFast
+
+
+def _read_processor_chat_template(source: str) -> str | None:
+    # Checkpoints converted by older transformers keep the template only in the processor's
+    # chat_template.json, which the tokenizer does not read.
+    path = cached_file(source, "chat_template.json", _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)["chat_template"]
