@@ -17,10 +17,10 @@ class BrokerUnavailable(RuntimeError):
 
 
 def celery_config(settings: Settings) -> dict:
-    transport_options = {"visibility_timeout": settings.visibility_timeout}
-    if settings.broker.startswith("sqla+"):
-        # The embedded transport polls its table; poll often so local jobs start quickly.
-        transport_options["polling_interval"] = 0.2
+    # kombu's SQLAlchemy transport hands every transport option to create_engine, so the
+    # embedded broker gets none (it polls its table once a second, kombu's default).
+    embedded = settings.broker.startswith("sqla+")
+    transport_options = {} if embedded else {"visibility_timeout": settings.visibility_timeout}
     return {
         "broker_url": settings.broker,
         "broker_transport_options": transport_options,

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from janus_model.model import GenerationStopped
+from janus_model.errors import GenerationStopped
 from jobs import states
 from jobs.db import Database
 from jobs.models import Job

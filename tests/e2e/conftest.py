@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.e2e.stack import Stack
+from tests.s3server import DUMMY_AWS_ENV
+
+
+@pytest.fixture(scope="module")
+def embedded_stack(tmp_path_factory, tiny_checkpoint):
+    """`make run`'s configuration: SQLite, kombu's SQLAlchemy transport, a local folder."""
+    data_dir = tmp_path_factory.mktemp("var")
+    # Pre-place the session's tiny checkpoint where JANUS_MODEL=tiny looks, to skip a rebuild.
+    shutil.copytree(tiny_checkpoint, data_dir / "models" / "janus-tiny")
+    stack = Stack({"JANUS_DATA_DIR": str(data_dir), "JANUS_MODEL": "tiny"},
+                  tmp_path_factory.mktemp("logs"))
+    yield stack.start(workers=1)
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url):
+    """The production shape: PostgreSQL, Redis, S3 over HTTP, two workers sharing the queues."""
+    env = {
+        "JANUS_DATA_DIR": str(tmp_path_factory.mktemp("var")),
+        "JANUS_DATABASE_URL": postgres_url,
+        "JANUS_BROKER_URL": redis_url,
+        "JANUS_STORAGE_URL": s3_storage_url,
+        "JANUS_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "JANUS_MODEL": str(tiny_checkpoint),
+        **DUMMY_AWS_ENV,
+    }
+    stack = Stack(env, tmp_path_factory.mktemp("logs"))
+    yield stack.start(workers=2)
+    stack.stop()

@@ -1,0 +1,72 @@
+"""The `make run` configuration end to end: real API and worker processes, nothing mocked."""
+from __future__ import annotations
+
+import requests
+
+from tests.e2e.helpers import data_url, fetch_image, png_bytes
+
+
+def test_generate_job_succeeds_with_a_384_png(embedded_stack):
+    response = embedded_stack.submit(type="generate", prompt="a red fox in snow", num_images=1)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert job["status"] == "queued" and isinstance(job["params"]["seed"], int)
+
+    done = embedded_stack.wait(job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["progress"] == 1.0
+    assert done["metrics"]["queue_seconds"] >= 0 and done["metrics"]["run_seconds"] > 0
+    [image_ref] = done["result"]["images"]
+    assert (image_ref["width"], image_ref["height"]) == (384, 384)
+    image = fetch_image(image_ref["url"])
+    assert image.size == (384, 384) and image.format == "PNG"
+
+
+def test_understand_job_with_multipart_upload_returns_text(embedded_stack):
+    response = requests.post(
+        embedded_stack.base_url + "/v1/jobs",
+        data={"type": "understand", "question": "What is in the picture?", "max_new_tokens": "8",
+              "temperature": "0"},
+        files={"image": ("red.png", png_bytes(), "image/png")}, timeout=30)
+    assert response.status_code == 202, response.text
+    done = embedded_stack.wait(response.json()["id"])
+    assert done["status"] == "succeeded", done
+    assert isinstance(done["result"]["text"], str)
+    assert done["params"]["max_new_tokens"] == 8 and done["params"]["image"]["width"] == 64
+
+
+def test_understand_job_with_data_url(embedded_stack):
+    response = embedded_stack.submit(type="understand", question="Describe it.",
+                                     image=data_url(png_bytes((32, 32))), max_new_tokens=4, seed=7)
+    assert response.status_code == 202, response.text
+    done = embedded_stack.wait(response.json()["id"])
+    assert done["status"] == "succeeded", done
+    assert done["params"]["seed"] == 7
+
+
+def test_listing_is_newest_first_with_a_cursor(embedded_stack):
+    ids = [embedded_stack.submit(type="generate", prompt=f"p{i}", num_images=1).json()["id"] for i in range(3)]
+    first = requests.get(embedded_stack.base_url + "/v1/jobs", params={"limit": 2}, timeout=10).json()
+    assert [job["id"] for job in first["data"]] == ids[::-1][:2]
+    second = requests.get(embedded_stack.base_url + "/v1/jobs",
+                          params={"limit": 2, "cursor": first["next_cursor"]}, timeout=10).json()
+    assert second["data"][0]["id"] == ids[0]
+    for job_id in ids:
+        embedded_stack.wait(job_id)
+    succeeded = requests.get(embedded_stack.base_url + "/v1/jobs",
+                             params={"status": "succeeded", "type": "generate", "limit": 100}, timeout=10).json()
+    assert set(ids) <= {job["id"] for job in succeeded["data"]}
+    assert all(job["status"] == "succeeded" for job in succeeded["data"])
+
+
+def test_health_readiness_metrics_and_openapi(embedded_stack):
+    base = embedded_stack.base_url
+    assert requests.get(base + "/healthz", timeout=5).json() == {"status": "ok"}
+    ready = requests.get(base + "/readyz", timeout=10).json()
+    assert ready["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+    metrics = requests.get(base + "/metrics", timeout=10).text
+    assert 'janus_jobs_submitted_total{type="generate"}' in metrics
+    assert "janus_queue_depth" in metrics and "janus_job_run_seconds_bucket" in metrics
+    spec = requests.get(base + "/openapi.json", timeout=5).json()
+    assert spec["openapi"].startswith("3.") and "/v1/jobs" in spec["paths"]
