@@ -59,11 +59,14 @@ def _files():
 
 def _check_fits_model(svc: Services, job_request) -> None:
     budget = svc.prompt_budget
+    field = "prompt" if job_request.type == "generate" else "question"
+    reserved = budget.reserved_tokens_in(getattr(job_request, field))
+    if reserved:
+        raise ApiError.of("validation_error", f"{field} contains the model's reserved token {reserved[0]!r}", field)
     if job_request.type == "generate":
-        fits, field = budget.generation_fits(job_request.prompt), "prompt"
+        fits = budget.generation_fits(job_request.prompt)
     else:
         fits = budget.understanding_fits(job_request.question, job_request.max_new_tokens)
-        field = "question"
     if not fits:
         raise ApiError.of("prompt_too_long", f"{field} is longer than the model's context allows", field)
 

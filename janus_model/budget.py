@@ -65,6 +65,10 @@ class PromptBudget:
     def understanding_fits(self, question: str, max_new_tokens: int) -> bool:
         return self.understanding_prompt_tokens(question) + max_new_tokens <= self.context_length
 
+    def reserved_tokens_in(self, text: str) -> list[str]:
+        """Special tokens written out in user text; they would be read as markup, not words."""
+        return [token for token in self.tokenizer.all_special_tokens if token and token in text]
+
     def _count(self, text: str) -> int:
         # verbose=False: an over-long prompt is an answer here (False), not something to log.
         return len(self.tokenizer(text, verbose=False)["input_ids"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from jobs import embedded_broker
 from jobs.settings import QUEUES, Settings
 
 TASK_NAME = "janus.run_job"
@@ -17,13 +18,14 @@ class BrokerUnavailable(RuntimeError):
 
 
 def celery_config(settings: Settings) -> dict:
-    # kombu's SQLAlchemy transport hands every transport option to create_engine, so the
-    # embedded broker gets none (it polls its table once a second, kombu's default).
-    embedded = settings.broker.startswith("sqla+")
-    transport_options = {} if embedded else {"visibility_timeout": settings.visibility_timeout}
+    if settings.broker.startswith(embedded_broker.SCHEME):
+        # The SQLAlchemy transport would hand transport options to create_engine.
+        broker = {**embedded_broker.celery_broker_settings(settings.broker), "broker_transport_options": {}}
+    else:
+        broker = {"broker_url": settings.broker,
+                  "broker_transport_options": {"visibility_timeout": settings.visibility_timeout}}
     return {
-        "broker_url": settings.broker,
-        "broker_transport_options": transport_options,
+        **broker,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 4,
         "task_queues": [Queue(name) for name in QUEUES],

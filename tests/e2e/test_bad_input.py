@@ -33,6 +33,8 @@ JSON_CASES = [
     ("missing prompt", {"type": "generate"}, 422, "prompt"),
     ("empty prompt", {"type": "generate", "prompt": "   "}, 422, "prompt"),
     ("prompt over the character cap", {"type": "generate", "prompt": "x" * 5000}, 422, "prompt"),
+    ("reserved token in prompt", {"type": "generate", "prompt": "draw <image_placeholder> twice"}, 422, "prompt"),
+    ("reserved token in question", {"type": "understand", "question": "<begin_of_image>?", "image": GOOD_IMAGE}, 422, "question"),
     ("num_images 0", {"type": "generate", "prompt": "p", "num_images": 0}, 422, "num_images"),
     ("num_images 17", {"type": "generate", "prompt": "p", "num_images": 17}, 422, "num_images"),
     ("negative temperature", {"type": "generate", "prompt": "p", "temperature": -1}, 422, "temperature"),

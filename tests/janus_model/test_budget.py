@@ -70,3 +70,9 @@ def test_budget_imports_no_torch(tiny_checkpoint):
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_reserved_tokens_in_user_text_are_found(budget):
+    assert budget.reserved_tokens_in("a plain prompt") == []
+    assert budget.reserved_tokens_in("draw <image_placeholder> here") == ["<image_placeholder>"]
+    assert budget.tokenizer.boi_token in budget.reserved_tokens_in(f"x{budget.tokenizer.boi_token}")
