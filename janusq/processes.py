@@ -27,6 +27,9 @@ def janusq_argv(*args: str) -> list[str]:
 def run_all_in_one(settings: Settings) -> int:
     children = [_spawn(janusq_argv("serve")), _spawn(janusq_argv("worker"))]
     log.info("serving on http://%s:%s with one worker (Ctrl-C stops everything)", settings.host, settings.port)
+    if settings.is_tiny_model:
+        log.info("model: tiny, random weights: images are noise and answers gibberish; "
+                 "set JANUS_MODEL to a real checkpoint for real output")
     stopping = False
 
     def _stop(signum, _frame):
@@ -50,8 +53,12 @@ def _spawn(argv: list[str]) -> subprocess.Popen:
 
 
 def stop_all(children: list[subprocess.Popen]) -> None:
+    # SIGTERM to each leader only: gunicorn's master and Celery's main process stop their own
+    # children in order (a pool child killed first would just be replaced). The whole group is
+    # killed only if the leader overruns its grace period.
     for child in children:
-        _signal_group(child, signal.SIGTERM)
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
     for child in children:
         try:
