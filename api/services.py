@@ -6,6 +6,7 @@ from functools import cached_property
 
 from flask import current_app
 
+from api.errors import ApiError
 from jobs.db import Database
 from jobs.queue import Publisher
 from jobs.settings import Settings
@@ -19,6 +20,7 @@ class Services:
     publisher: Publisher = field(init=False)
 
     def __post_init__(self):
+        self._prompt_budget = None
         self.db = Database(self.settings.database)
         self.publisher = Publisher(self.settings)
 
@@ -27,12 +29,22 @@ class Services:
         return open_storage(self.settings.storage, self.settings.s3_endpoint_url,
                             public_endpoint_url=self.settings.s3_public_url)
 
-    @cached_property
+    @property
     def prompt_budget(self):
-        """Token limits of the configured checkpoint, read from its tokenizer and config only."""
-        from janus_model.budget import PromptBudget
+        """Token limits of the configured checkpoint, read from its tokenizer and config only.
 
-        return PromptBudget.from_checkpoint(self.settings.model_source)
+        Loaded on first use and kept; if the checkpoint cannot be read yet (a hub id with the
+        hub unreachable) requests get a 503 and the next one tries again.
+        """
+        if self._prompt_budget is None:
+            from janus_model.budget import PromptBudget
+
+            try:
+                self._prompt_budget = PromptBudget.from_checkpoint(self.settings.model_source)
+            except (OSError, ValueError, KeyError) as exc:
+                raise ApiError.of("unavailable", f"the model's tokenizer could not be read: {exc}",
+                                  "model") from None
+        return self._prompt_budget
 
 
 def services() -> Services:

@@ -51,6 +51,7 @@ def _migrate(settings: Settings, _args) -> int:
 def _serve(settings: Settings, _args) -> int:
     from janusq.processes import gunicorn_argv
 
+    prepare_model(settings)  # the API reads the checkpoint's tokenizer to check prompt lengths
     os.execvp(sys.executable, gunicorn_argv(settings))
 
 
