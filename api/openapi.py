@@ -194,8 +194,15 @@ def _create_job() -> dict[str, Any]:
         "summary": "Create a job",
         "description": (
             "Validates the request, stores the job and queues it; returns at once. "
-            "An understand job's image may be a data URL (JSON) or a file part (multipart)."
+            "An understand job's image may be a data URL (JSON) or a file part (multipart). "
+            "With an Idempotency-Key header, a retry of the same request returns the job the "
+            "first one created (header Idempotent-Replayed: true) instead of a new one."
         ),
+        "parameters": [{
+            "name": "Idempotency-Key", "in": "header", "required": False,
+            "description": "Client-chosen key (1-255 printable ASCII characters) that makes retries safe.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        }],
         "requestBody": {
             "required": True,
             "content": {
@@ -213,6 +220,7 @@ def _create_job() -> dict[str, Any]:
                 "content": _json("JobOut"),
             },
             "400": _error("The body is not a JSON object (code invalid_json)."),
+            "409": _error("The Idempotency-Key was used for a different request (code conflict)."),
             "413": _error("The body is larger than the upload limit (code payload_too_large)."),
             "415": _error(
                 "Not JSON or multipart (unsupported_media_type), or an image format other "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, redirect, request
+from sqlalchemy.exc import IntegrityError
 
 from api.errors import ApiError
 from api.images import validate_image
@@ -20,24 +21,59 @@ def create_job():
     svc = services()
     parsed = parse_job_request(request.mimetype, _json_body(), _form(), _files(),
                                svc.settings.max_prompt_chars)
-    job_request = parsed.request
-    _check_fits_model(svc, job_request)
-    job_id = new_job_id()
+    _check_fits_model(svc, parsed.request)
     params = {key: value for key, value in parsed.params.items() if key != "type"}
+    key = _idempotency_key()
+    fingerprint = service.request_fingerprint(parsed.type, params, parsed.image_bytes)
+    if key and (earlier := _earlier_job(svc, key, fingerprint)):
+        return _created(earlier, replayed=True)
+    job_id = new_job_id()
     input_key = None
-    if job_request.type == "understand":
+    if parsed.type == "understand":
         image = validate_image(parsed.image_bytes, svc.settings.max_image_pixels)
         input_key = f"jobs/{job_id}/input"
         # Stored before the row exists: a worker never sees a job without its input.
         svc.storage.put(input_key, image.png_bytes, "image/png")
         params["image"] = {"width": image.width, "height": image.height, "format": image.format}
-    with svc.db.session() as session:
-        job = service.add_job(session, job_request.type, params, job_id=job_id, input_key=input_key)
+    try:
+        with svc.db.session() as session:
+            job = service.add_job(session, parsed.type, params, job_id=job_id, input_key=input_key,
+                                  idempotency_key=key, request_hash=fingerprint)
+    except IntegrityError:  # the same key committed by a concurrent request first
+        if input_key:
+            svc.storage.delete_prefix(f"jobs/{job_id}/")
+        return _created(_earlier_job(svc, key, fingerprint), replayed=True)
     _publish_or_fail(svc, job_id, job.type)
+    return _created(job)
+
+
+def _created(job, replayed: bool = False):
     response = jsonify(job_to_dict(job, _root()))
     response.status_code = 202
-    response.headers["Location"] = job_path(job_id)
+    response.headers["Location"] = job_path(job.id)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable() or not key.isascii():
+        raise ApiError.of("validation_error", "Idempotency-Key must be 1-255 printable ASCII characters",
+                          "Idempotency-Key")
+    return key
+
+
+def _earlier_job(svc: Services, key: str, fingerprint: str):
+    """The job an earlier request with this key created, if any; 409 if it asked for another thing."""
+    with svc.db.session() as session:
+        job = service.find_by_idempotency_key(session, key)
+    if job is not None and job.request_hash != fingerprint:
+        raise ApiError.of("conflict", "this Idempotency-Key was used for a different request",
+                          "Idempotency-Key")
+    return job
 
 
 def _json_body():

@@ -60,6 +60,10 @@ class Job(Base):
     # Measured by the worker's own clock, so /metrics can aggregate them in SQL on any backend.
     run_seconds: Mapped[float | None] = mapped_column(Float)
     step_seconds: Mapped[float | None] = mapped_column(Float)
+    # Idempotent create: the same key (per owner) returns this job instead of a new one,
+    # provided the request is the same (request_hash), else the API answers 409.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -68,4 +72,5 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_owner_created", "owner", "created_at", "id"),
         Index("ix_jobs_status_type", "status", "type"),
+        Index("ux_jobs_owner_idempotency_key", "owner", "idempotency_key", unique=True),
     )

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,14 +29,28 @@ def fill_seed(params: dict) -> dict:
     return params
 
 
+def request_fingerprint(job_type: str, params: dict, attachment: bytes | None = None) -> str:
+    """Identifies a create request (before its seed is filled in) for idempotent retries."""
+    digest = hashlib.sha256(json.dumps([job_type, params], sort_keys=True).encode())
+    digest.update(hashlib.sha256(attachment or b"").digest())
+    return digest.hexdigest()
+
+
 def add_job(session: Session, job_type: str, params: dict, *, job_id: str | None = None,
-            input_key: str | None = None, owner: str = LOCAL_OWNER) -> Job:
+            input_key: str | None = None, owner: str = LOCAL_OWNER, idempotency_key: str | None = None,
+            request_hash: str | None = None) -> Job:
     now = utcnow()
     job = Job(id=job_id or new_job_id(), owner=owner, type=job_type, status=states.QUEUED,
               params=fill_seed(params), input_key=input_key, progress=0.0,
-              cancel_requested=False, attempts=0, created_at=now, updated_at=now)
+              cancel_requested=False, attempts=0, idempotency_key=idempotency_key,
+              request_hash=request_hash, created_at=now, updated_at=now)
     session.add(job)
     return job
+
+
+def find_by_idempotency_key(session: Session, key: str, owner: str = LOCAL_OWNER) -> Job | None:
+    query = select(Job).where(Job.owner == owner, Job.idempotency_key == key)
+    return session.execute(query).scalar_one_or_none()
 
 
 def get_job(session: Session, job_id: str, owner: str = LOCAL_OWNER) -> Job | None:

@@ -1,6 +1,5 @@
 """Alembic environment: the URL comes from jobs.migrate (the one settings object)."""
 from alembic import context
-from sqlalchemy import pool
 
 from jobs.db import make_engine
 from jobs.models import Base
@@ -18,7 +17,6 @@ def run_offline() -> None:
 
 def run_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url"))
-    engine.pool = pool.NullPool(engine.pool._creator)  # one-shot: keep no connection around
     with engine.connect() as connection:
         # render_as_batch: SQLite can only ALTER tables by copying them.
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)

@@ -115,6 +115,12 @@ def test_multipart_non_image_upload(distributed_stack, unchanged):
     _assert_error(response, 422, "image")
 
 
+def test_bad_idempotency_key(distributed_stack, unchanged):
+    response = requests.post(distributed_stack.base_url + "/v1/jobs", json={"type": "generate", "prompt": "p"},
+                             headers={"Idempotency-Key": "x" * 256}, timeout=10)
+    _assert_error(response, 422, "Idempotency-Key")
+
+
 def test_unknown_job_is_404(distributed_stack, unchanged):
     base = distributed_stack.base_url
     _assert_error(requests.get(base + "/v1/jobs/0123456789abcdef0123456789abcdef", timeout=5), 404, None)

@@ -70,3 +70,17 @@ def test_health_readiness_metrics_and_openapi(embedded_stack):
     assert "janus_queue_depth" in metrics and "janus_job_run_seconds_bucket" in metrics
     spec = requests.get(base + "/openapi.json", timeout=5).json()
     assert spec["openapi"].startswith("3.") and "/v1/jobs" in spec["paths"]
+
+
+def test_idempotency_key_returns_the_same_job_on_retry(embedded_stack):
+    url, body = embedded_stack.base_url + "/v1/jobs", {"type": "generate", "prompt": "once", "num_images": 1}
+    before = embedded_stack.job_count()
+    first = requests.post(url, json=body, headers={"Idempotency-Key": "retry-1"}, timeout=10)
+    retry = requests.post(url, json=body, headers={"Idempotency-Key": "retry-1"}, timeout=10)
+    assert first.status_code == retry.status_code == 202
+    assert retry.json()["id"] == first.json()["id"] and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["params"]["seed"] == first.json()["params"]["seed"]
+    other = requests.post(url, json={**body, "prompt": "twice"}, headers={"Idempotency-Key": "retry-1"}, timeout=10)
+    assert other.status_code == 409 and other.json()["error"]["field"] == "Idempotency-Key"
+    assert embedded_stack.job_count() == before + 1
+    assert embedded_stack.wait(first.json()["id"])["status"] == "succeeded"
