@@ -57,7 +57,9 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.code, "bad_request")
-        return error_response(ApiError(error.code or 400, code, error.description or error.name))
+        # Keep werkzeug's headers that matter to clients (Allow on a 405).
+        headers = {name: value for name, value in error.get_headers() if name.lower() == "allow"}
+        return error_response(ApiError(error.code or 400, code, error.description or error.name), headers)
 
     @app.errorhandler(StorageError)
     def _storage_down(error):
