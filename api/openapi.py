@@ -196,12 +196,18 @@ def _create_job() -> dict[str, Any]:
             "Validates the request, stores the job and queues it; returns at once. "
             "An understand job's image may be a data URL (JSON) or a file part (multipart). "
             "With an Idempotency-Key header, a retry of the same request returns the job the "
-            "first one created (header Idempotent-Replayed: true) instead of a new one."
+            "first one created (header Idempotent-Replayed: true) instead of a new one. "
+            "With `Prefer: wait=N` the answer waits up to N seconds (at most the server's "
+            "JANUS_MAX_WAIT_SECONDS) for the job to finish: 200 if it did, else 202."
         ),
         "parameters": [{
             "name": "Idempotency-Key", "in": "header", "required": False,
             "description": "Client-chosen key (1-255 printable ASCII characters) that makes retries safe.",
             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        }, {
+            "name": "Prefer", "in": "header", "required": False,
+            "description": "`wait=N`: wait up to N seconds for the job to finish (RFC 7240).",
+            "schema": {"type": "string"},
         }],
         "requestBody": {
             "required": True,
@@ -214,8 +220,13 @@ def _create_job() -> dict[str, Any]:
             },
         },
         "responses": {
+            "200": {
+                "description": "Finished within the time asked for with `Prefer: wait=N`.",
+                "headers": LOCATION,
+                "content": _json("JobOut"),
+            },
             "202": {
-                "description": "Queued.",
+                "description": "Queued (or still running after the wait asked for).",
                 "headers": LOCATION,
                 "content": _json("JobOut"),
             },

@@ -1,6 +1,8 @@
 """The /v1/jobs resource: create, read, list, cancel, images."""
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, jsonify, redirect, request
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +16,7 @@ from jobs.models import new_job_id
 from jobs.queue import BrokerUnavailable
 
 jobs_api = Blueprint("jobs_api", __name__)
+WAIT_POLL_SECONDS = 0.1
 
 
 @jobs_api.post("/v1/jobs")
@@ -48,12 +51,36 @@ def create_job():
 
 
 def _created(job, replayed: bool = False):
+    """202 with the job; with `Prefer: wait=N`, 200 if it finished within N seconds."""
+    wait = requested_wait(request.headers.get("Prefer"), services().settings.max_wait_seconds)
+    if wait:
+        job = _wait_for(services(), job, wait)
     response = jsonify(job_to_dict(job, _root()))
-    response.status_code = 202
+    response.status_code = 200 if job.status in states.TERMINAL else 202
     response.headers["Location"] = job_path(job.id)
+    if wait:
+        response.headers["Preference-Applied"] = f"wait={wait}"
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def requested_wait(prefer: str | None, limit: int) -> int:
+    """Seconds from a `Prefer: wait=N` header (RFC 7240), capped at `limit`; 0 when absent."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "wait" and value.strip().isdigit():
+            return min(int(value.strip()), limit)
+    return 0
+
+
+def _wait_for(svc: Services, job, seconds: int):
+    deadline = time.monotonic() + seconds
+    while job.status not in states.TERMINAL and time.monotonic() < deadline:
+        time.sleep(WAIT_POLL_SECONDS)
+        with svc.db.session() as session:
+            job = service.get_job(session, job.id)
+    return job
 
 
 def _idempotency_key() -> str | None:

@@ -15,7 +15,10 @@ STOP_GRACE_SECONDS = 10
 
 
 def gunicorn_argv(settings: Settings) -> list[str]:
+    # Threads: a request that waits for its job (Prefer: wait=N) must not hold a whole process.
     return [sys.executable, "-m", "gunicorn", "--workers", str(settings.api_workers),
+            "--worker-class", "gthread", "--threads", str(settings.api_threads),
+            "--timeout", str(settings.max_wait_seconds + 30),
             "--bind", f"{settings.host}:{settings.port}", "--access-logfile", "-",
             "--graceful-timeout", "10", "api.app:create_app()"]
 

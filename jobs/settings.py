@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1, le=64)
+    api_threads: int = Field(default=8, ge=1, le=256)
+    # Longest a client may ask POST /v1/jobs to wait for the result (Prefer: wait=N).
+    max_wait_seconds: int = Field(default=60, ge=0, le=600)
 
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=4096 * 4096, ge=64 * 64)

@@ -84,3 +84,11 @@ def test_idempotency_key_returns_the_same_job_on_retry(embedded_stack):
     assert other.status_code == 409 and other.json()["error"]["field"] == "Idempotency-Key"
     assert embedded_stack.job_count() == before + 1
     assert embedded_stack.wait(first.json()["id"])["status"] == "succeeded"
+
+
+def test_prefer_wait_returns_the_finished_job(embedded_stack):
+    response = requests.post(embedded_stack.base_url + "/v1/jobs", headers={"Prefer": "wait=60"},
+                             json={"type": "generate", "prompt": "quick", "num_images": 1}, timeout=90)
+    assert response.status_code == 200, response.text
+    assert response.headers["Preference-Applied"] == "wait=60"
+    assert response.json()["status"] == "succeeded" and len(response.json()["result"]["images"]) == 1
