@@ -15,8 +15,6 @@ from sqlalchemy.orm import Session
 from jobs import states
 from jobs.models import LOCAL_OWNER, Job, new_job_id, utcnow
 
-MAX_SEED = 2**63 - 1
-
 
 class InvalidCursor(ValueError):
     pass

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
             raise ValueError("must be file:///path or s3://bucket/prefix")
         if value.startswith("s3://") and not urlparse(value).netloc:
             raise ValueError("s3 URL needs a bucket: s3://bucket/prefix")
+        if value.startswith("file:") and not value.startswith("file:///"):
+            raise ValueError("a folder must be given as file:///absolute/path")
         return value
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ def test_hub_id_passes_through():
 @pytest.mark.parametrize("variable,value", [
     ("JANUS_PORT", "eighty"), ("JANUS_PORT", "70000"), ("JANUS_DEVICE", "tpu"),
     ("JANUS_DTYPE", "int3"), ("JANUS_STORAGE_URL", "ftp://x"), ("JANUS_STORAGE_URL", "s3://"),
+    ("JANUS_STORAGE_URL", "file://var/storage"),
     ("JANUS_MAX_UPLOAD_BYTES", "-1"),
 ])
 def test_bad_value_names_the_variable(monkeypatch, variable, value):
