@@ -123,7 +123,9 @@ class Executor:
             won = states.transition(session, job_id, status, only_from={states.RUNNING},
                                     run_seconds=reporter.elapsed(), step_seconds=reporter.seconds_per_step(),
                                     **fields)
-        if not won:
+        if won:
+            log.info("job %s %s in %.2f s", job_id, status, reporter.elapsed())
+        else:
             log.warning("job %s left running before it could be marked %s", job_id, status)
         return status
 
