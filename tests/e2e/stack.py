@@ -11,6 +11,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import create_engine, func, select
 
+from janusq.processes import stop_all
 from jobs.migrate import upgrade
 from jobs.models import Job
 from jobs.settings import load_settings
@@ -121,11 +122,12 @@ def _settings_from(env: dict[str, str]) -> dict:
 
 
 def _stop(process: subprocess.Popen, sig: int) -> None:
+    """SIGTERM goes the way `janusq run` stops its children; other signals hit the whole group."""
+    if sig == signal.SIGTERM:
+        stop_all([process])
+        return
     try:
         os.killpg(process.pid, sig)
-        process.wait(timeout=15)
     except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        pass
+    process.wait()
