@@ -29,7 +29,7 @@ def create_job():
     key = _idempotency_key()
     fingerprint = service.request_fingerprint(parsed.type, params, parsed.image_bytes)
     if key and (earlier := _earlier_job(svc, key, fingerprint)):
-        return _created(earlier, replayed=True)
+        return _created(svc, earlier, replayed=True)
     job_id = new_job_id()
     input_key = None
     if parsed.type == "understand":
@@ -45,16 +45,16 @@ def create_job():
     except IntegrityError:  # the same key committed by a concurrent request first
         if input_key:
             svc.storage.delete_prefix(f"jobs/{job_id}/")
-        return _created(_earlier_job(svc, key, fingerprint), replayed=True)
+        return _created(svc, _earlier_job(svc, key, fingerprint), replayed=True)
     _publish_or_fail(svc, job_id, job.type)
-    return _created(job)
+    return _created(svc, job)
 
 
-def _created(job, replayed: bool = False):
+def _created(svc: Services, job, replayed: bool = False):
     """202 with the job; with `Prefer: wait=N`, 200 if it finished within N seconds."""
-    wait = requested_wait(request.headers.get("Prefer"), services().settings.max_wait_seconds)
+    wait = requested_wait(request.headers.get("Prefer"), svc.settings.max_wait_seconds)
     if wait:
-        job = _wait_for(services(), job, wait)
+        job = _wait_for(svc, job, wait)
     response = jsonify(job_to_dict(job, _root()))
     response.status_code = 200 if job.status in states.TERMINAL else 202
     response.headers["Location"] = job_path(job.id)
@@ -175,10 +175,9 @@ def cancel_job(job_id: str):
     svc = services()
     with svc.db.session() as session:
         job = _require_job(session, job_id)
-        if not service.cancel_job(session, job_id):
+        if not states.request_cancel(session, job_id):
             raise ApiError.of("conflict", f"job already {job.status}; nothing to cancel", "status")
-    with svc.db.session() as session:
-        job = _require_job(session, job_id)
+        session.refresh(job)  # the conditional UPDATE bypassed the loaded object
     # 202 while a running job has yet to reach its next checkpoint and stop.
     return jsonify(job_to_dict(job, _root())), 200 if job.status == states.CANCELED else 202
 

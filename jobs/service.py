@@ -1,4 +1,4 @@
-"""Job operations the API needs: create, read, list, cancel. Status changes go through states."""
+"""Job operations the API needs: create, read, list. Status changes (cancel too) go through states."""
 from __future__ import annotations
 
 import base64
@@ -92,8 +92,3 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(stamp), job_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor("cursor is not one this API returned") from exc
-
-
-def cancel_job(session: Session, job_id: str) -> bool:
-    """True if the job is now canceled or will stop at its next checkpoint."""
-    return states.request_cancel(session, job_id)

@@ -64,8 +64,8 @@ def test_cancel_queued_is_immediate_and_running_is_flagged(db):
     with db.session() as session:
         states.claim(session, running, "w")
     with db.session() as session:
-        assert service.cancel_job(session, queued)
-        assert service.cancel_job(session, running)
+        assert states.request_cancel(session, queued)
+        assert states.request_cancel(session, running)
     with db.session() as session:
         assert session.get(Job, queued).status == "canceled"
         assert not states.claim(session, queued, "w")
@@ -79,7 +79,7 @@ def test_cancel_finished_job_is_refused(db):
         states.claim(session, job_id, "w")
         states.transition(session, job_id, states.FAILED, error_code="model_error")
     with db.session() as session:
-        assert not service.cancel_job(session, job_id)
+        assert not states.request_cancel(session, job_id)
 
 
 def test_nothing_moves_to_queued():
