@@ -8,6 +8,7 @@ from janus_model.errors import GenerationStopped
 from janus_model.image_decode import codes_to_images
 from janus_model.image_engine import Sampling, generate_image_tokens
 from janus_model.progress import ProgressCallback
+from janus_model.requests import AnswerOutcome, AnswerRequest, ImageOutcome, ImageRequest
 from janus_model.prompts import generation_messages, render, understanding_messages
 from janus_model.understanding import TextSampling, generate_answer_tokens
 
@@ -68,6 +69,11 @@ class JanusModel:
         codes = self.generate_image_tokens(prompt, num_images, cfg_weight, temperature, seed, progress)
         return codes_to_images(self.model, codes)
 
+    def generate_images_batch(self, requests: list[ImageRequest]) -> list[ImageOutcome]:
+        """Several jobs' images; see janus_model.requests for the outcome contract."""
+        return [_outcome(lambda r=r: self.generate_images(r.prompt, r.num_images, r.cfg_weight, r.temperature,
+                                                         r.seed, r.progress)) for r in requests]
+
     # ---- understanding ----------------------------------------------------------------------
 
     def understanding_inputs(self, image: Image.Image, question: str) -> dict[str, torch.Tensor]:
@@ -110,6 +116,10 @@ class JanusModel:
         tokens = self.answer_tokens(image, question, max_new_tokens, temperature, top_p, seed, progress)
         return self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
+    def answer_batch(self, requests: list[AnswerRequest]) -> list[AnswerOutcome]:
+        return [_outcome(lambda r=r: self.answer(r.image, r.question, r.max_new_tokens, r.temperature, r.top_p,
+                                                r.seed, r.progress)) for r in requests]
+
     # ---- helpers ----------------------------------------------------------------------------
 
     def _generator(self, seed: int) -> torch.Generator:
@@ -130,3 +140,10 @@ def _check_positive(name: str, value: int) -> None:
 def _check_not_negative(name: str, value: float) -> None:
     if value < 0:
         raise ValueError(f"{name} must be >= 0 (0 = greedy), got {value}")
+
+
+def _outcome(call):
+    try:
+        return call()
+    except (GenerationStopped, ValueError) as exc:
+        return exc

@@ -1,0 +1,39 @@
+"""What a caller asks of the model, one job at a time, so that several jobs can share one batch.
+
+A batch call returns one outcome per request, in order: the result, or the exception that ended
+that request alone (GenerationStopped when its progress callback said stop, ValueError for input
+the model refuses). An exception that ends the whole batch (out of memory, a device fault) is
+raised instead; the caller may then retry the requests one by one to find the culprit.
+"""
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from janus_model.progress import ProgressCallback
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    prompt: str
+    num_images: int = 4
+    cfg_weight: float = 5.0
+    temperature: float = 1.0  # 0 means greedy
+    seed: int = 0
+    progress: ProgressCallback | None = None
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    image: Image.Image
+    question: str
+    max_new_tokens: int = 256
+    temperature: float = 0.1  # 0 means greedy
+    top_p: float = 0.95
+    seed: int = 0
+    progress: ProgressCallback | None = None
+
+
+# One entry per request: the images / the answer text, or the exception that ended that request.
+ImageOutcome = list[Image.Image] | BaseException
+AnswerOutcome = str | BaseException
