@@ -1,4 +1,4 @@
-"""`janusq`: run (all-in-one local service), serve (API), worker, migrate."""
+"""`janusq`: run (all-in-one local service), serve (API), worker, migrate, keys (API keys)."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,28 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"janusq: {exc}", file=sys.stderr)
         return 2
-    return args.handler(settings, args) or 0
+    try:
+        return args.handler(settings, args) or 0
+    except _user_errors() as exc:
+        print(f"janusq: {_first_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix (a bad name, an unknown key, no database): one line."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from jobs.keys import ApiKeyError
+
+    return ApiKeyError, OperationalError, ProgrammingError
+
+
+def _first_line(exc: Exception) -> str:
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return f"database error (has `janusq migrate` been run?): {str(exc.orig).splitlines()[0]}"
+    return str(exc).splitlines()[0]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +54,22 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=_worker)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
+    _add_keys_commands(commands)
     return parser
+
+
+def _add_keys_commands(commands) -> None:
+    keys = commands.add_parser("keys", help="API keys: create, list, revoke")
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    create = actions.add_parser("create", help="create a key and print it (shown only this once)")
+    create.add_argument("--name", required=True, help="what the key is for, e.g. ci or alice-laptop")
+    create.add_argument("--tenant", help="whose jobs it sees and makes (default: the name, a tenant of its own)")
+    create.set_defaults(handler=_keys_create)
+    listing = actions.add_parser("list", help="every key, without secrets")
+    listing.set_defaults(handler=_keys_list)
+    revoke = actions.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key", metavar="ID_OR_PREFIX", help="the key's id or its prefix (jq_...)")
+    revoke.set_defaults(handler=_keys_revoke)
 
 
 def _overrides(args) -> dict:
@@ -51,6 +87,7 @@ def _migrate(settings: Settings, _args) -> int:
 def _serve(settings: Settings, _args) -> int:
     from janusq.processes import gunicorn_argv
 
+    log_auth_mode(settings)
     prepare_model(settings)  # the API reads the checkpoint's tokenizer to check prompt lengths
     os.execvp(sys.executable, gunicorn_argv(settings))
 
@@ -77,6 +114,63 @@ def prepare_model(settings: Settings) -> None:
         from janus_model import ensure_tiny_checkpoint
 
         ensure_tiny_checkpoint(settings.model_source)
+
+
+def log_auth_mode(settings: Settings) -> None:
+    log = logging.getLogger("janusq")
+    if settings.auth_enabled:
+        log.info("auth is on (JANUS_AUTH=%s): /v1 requests need Authorization: Bearer <key>; "
+                 "create one with `janusq keys create --name NAME`", settings.auth)
+    else:
+        log.warning("auth is OFF (JANUS_AUTH=%s) because the API listens on loopback %s only: "
+                    "every local client is tenant 'local'; set JANUS_AUTH=on to require API keys",
+                    settings.auth, settings.host)
+
+
+def _keys_session(settings: Settings):
+    from jobs.db import Database
+
+    return Database(settings.database).session()
+
+
+def _keys_create(settings: Settings, args) -> int:
+    from jobs import keys
+
+    with _keys_session(settings) as session:
+        new = keys.create_key(session, args.name, args.tenant)
+        record = new.record
+    # The key alone on stdout (KEY=$(janusq keys create ...)); what it is on stderr.
+    print(new.secret)
+    print(f"created API key {record.id} (prefix {record.prefix}, name {record.name}, tenant "
+          f"{record.tenant}); it is shown only this once and only its hash is stored", file=sys.stderr)
+    return 0
+
+
+def _keys_list(settings: Settings, _args) -> int:
+    from jobs import keys
+
+    with _keys_session(settings) as session:
+        records = keys.list_keys(session)
+    print(f"{'ID':32}  {'PREFIX':11}  {'NAME':20}  {'TENANT':20}  {'CREATED':20}  STATUS")
+    for record in records:
+        status = f"revoked {_stamp(record.revoked_at)}" if record.revoked_at else "active"
+        print(f"{record.id:32}  {record.prefix:11}  {record.name:20}  {record.tenant:20}  "
+              f"{_stamp(record.created_at):20}  {status}")
+    return 0
+
+
+def _keys_revoke(settings: Settings, args) -> int:
+    from jobs import keys
+
+    with _keys_session(settings) as session:
+        record, revoked = keys.revoke_key(session, args.key)
+    state = "revoked" if revoked else "was already revoked"
+    print(f"API key {record.id} (prefix {record.prefix}, name {record.name}) {state}")
+    return 0
+
+
+def _stamp(value) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
 
 
 def _run(settings: Settings, _args) -> int:

@@ -44,7 +44,7 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
-    # Tenant that owns the job; API keys fill it in a later issue, until then "local".
+    # Tenant that owns the job: its API key's tenant, or "local" when auth is off.
     owner: Mapped[str] = mapped_column(String(64), default=LOCAL_OWNER)
     type: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
@@ -73,4 +73,23 @@ class Job(Base):
         Index("ix_jobs_owner_created", "owner", "created_at", "id"),
         Index("ix_jobs_status_type", "status", "type"),
         Index("ux_jobs_owner_idempotency_key", "owner", "idempotency_key", unique=True),
+    )
+
+
+class ApiKey(Base):
+    """An API key: only a hash of the secret is kept (see jobs/keys.py); the prefix is for display."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ux_api_keys_key_hash", "key_hash", unique=True),
+        Index("ux_api_keys_prefix", "prefix", unique=True),
     )

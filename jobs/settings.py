@@ -1,16 +1,18 @@
 """One settings object, read from JANUS_* environment variables and validated at start."""
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TINY_MODEL = "tiny"
 QUEUES = ("generate", "understand")
+LOOPBACK_NAMES = ("localhost",)
 
 
 class SettingsError(ValueError):
@@ -53,6 +55,18 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=3600, ge=3)
     progress_interval: float = Field(default=0.5, gt=0, le=60)
 
+    # API keys (`janusq keys`). auto: required unless the API listens on loopback only; off is
+    # refused on any other address, so a reachable API never runs without keys.
+    auth: Literal["on", "off", "auto"] = "auto"
+    # Requests per minute per API key (0: no limit); counted in Redis so that the limit holds
+    # across API processes and machines.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    # Where the counts live; empty: the broker when it is Redis, else each API process counts
+    # on its own (the embedded `make run` mode, loopback only).
+    rate_limit_redis_url: str = ""
+    # Queued + running jobs one tenant may have at once (0: no limit).
+    max_unfinished_jobs: int = Field(default=1000, ge=0)
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
@@ -72,6 +86,22 @@ class Settings(BaseSettings):
             raise ValueError("s3 URL needs a bucket: s3://bucket/prefix")
         if value.startswith("file:") and not value.startswith("file:///"):
             raise ValueError("a folder must be given as file:///absolute/path")
+        return value
+
+    @field_validator("rate_limit_redis_url")
+    @classmethod
+    def _check_rate_limit_redis(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _check_auth(cls, value: str, info: ValidationInfo) -> str:
+        host = info.data.get("host")
+        if value == "off" and host is not None and not is_loopback(host):
+            raise ValueError(f"off is refused when the API listens on {host!r}, beyond loopback; "
+                             "use on (or auto) and create keys with `janusq keys create`")
         return value
 
     @model_validator(mode="after")
@@ -108,6 +138,29 @@ class Settings(BaseSettings):
     @property
     def is_tiny_model(self) -> bool:
         return self.model == TINY_MODEL
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests to /v1 need an API key."""
+        return self.auth == "on" or (self.auth == "auto" and not is_loopback(self.host))
+
+    @property
+    def rate_limit_redis(self) -> str | None:
+        """The Redis that holds rate-limit counts; None: count in each process."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        return self.broker if urlparse(self.broker).scheme in ("redis", "rediss") else None
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost; 0.0.0.0 and any other address are reachable from outside."""
+    host = host.strip().strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides) -> Settings:

@@ -41,3 +41,55 @@ def test_cli_reports_bad_setting_in_one_line(monkeypatch, capsys):
     assert main(["migrate"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("janusq: invalid JANUS_DEVICE") and "\n" not in err
+
+
+@pytest.mark.parametrize("host,auth,enabled", [
+    ("127.0.0.1", "auto", False), ("localhost", "auto", False), ("::1", "auto", False),
+    ("127.0.0.2", "auto", False), ("0.0.0.0", "auto", True), ("10.1.2.3", "auto", True),
+    ("::", "auto", True), ("api.example.com", "auto", True),
+    ("127.0.0.1", "on", True), ("0.0.0.0", "on", True), ("127.0.0.1", "off", False),
+])
+def test_auth_follows_the_host(host, auth, enabled):
+    assert load_settings(host=host, auth=auth).auth_enabled is enabled
+
+
+def test_auth_defaults_to_auto_and_rate_limit_to_the_redis_broker(tmp_path):
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.auth == "auto" and not settings.auth_enabled  # loopback default host
+    assert settings.url_ttl == 900
+    assert settings.rate_limit_redis is None  # embedded broker: counted per process
+    redis_broker = load_settings(broker_url="redis://broker:6379/0")
+    assert redis_broker.rate_limit_redis == "redis://broker:6379/0"
+    own = load_settings(broker_url="redis://broker:6379/0", rate_limit_redis_url="redis://other:6379/1")
+    assert own.rate_limit_redis == "redis://other:6379/1"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "example.com"])
+def test_auth_off_beyond_loopback_is_refused(monkeypatch, host):
+    monkeypatch.setenv("JANUS_HOST", host)
+    monkeypatch.setenv("JANUS_AUTH", "off")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert str(error.value).startswith("invalid JANUS_AUTH") and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("variable,value", [
+    ("JANUS_AUTH", "yes"), ("JANUS_RATE_LIMIT_PER_MINUTE", "-1"),
+    ("JANUS_MAX_UNFINISHED_JOBS", "many"), ("JANUS_RATE_LIMIT_REDIS_URL", "http://redis:6379"),
+])
+def test_bad_security_settings_name_the_variable(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert variable in str(error.value)
+
+
+def test_serve_says_when_auth_is_off(caplog):
+    from janusq.cli import log_auth_mode
+
+    with caplog.at_level("INFO", logger="janusq"):
+        log_auth_mode(load_settings(host="127.0.0.1"))
+        log_auth_mode(load_settings(host="0.0.0.0"))
+    off, on = caplog.messages
+    assert "auth is OFF" in off and "loopback 127.0.0.1" in off and "JANUS_AUTH=on" in off
+    assert "auth is on" in on and "Bearer" in on
