@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     # Queued + running jobs one tenant may have at once (0: no limit).
     max_unfinished_jobs: int = Field(default=1000, ge=0)
 
+    # Cross-job batching in the worker: queued jobs of one type are claimed together up to these
+    # caps (images of generate jobs, count of understand jobs); a larger job still runs alone.
+    max_batch_images: int = Field(default=32, ge=1)
+    max_batch_answers: int = Field(default=8, ge=1)
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
