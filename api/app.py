@@ -47,7 +47,7 @@ def error_response(error: ApiError, headers: dict | None = None):
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
-        return error_response(error)
+        return error_response(error, error.headers)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_error):

@@ -16,6 +16,7 @@ from api import schemas
 REF_TEMPLATE = "#/components/schemas/{model}"
 SCHEMA_DIALECT = "https://spec.openapis.org/oas/3.1/dialect/base"
 IMAGE_MEDIA_TYPES = "image/png, image/jpeg, image/webp, image/bmp, image/gif"
+BEARER = "bearerAuth"
 # The text fields capped by max_prompt_chars, per request schema.
 CAPPED_TEXT = {"GenerateRequest": "prompt", "UnderstandRequest": "question"}
 
@@ -33,11 +34,25 @@ def build_openapi(settings_max_prompt_chars: int | None = None) -> dict[str, Any
             "description": (
                 "Asynchronous jobs for DeepSeek's Janus model: image generation from text "
                 "(`generate`) and questions about an image (`understand`). Create a job, "
-                "then poll it by id until its status is succeeded, failed or canceled."
+                "then poll it by id until its status is succeeded, failed or canceled. "
+                "Requests to /v1 carry an API key (`Authorization: Bearer <key>`, made with "
+                "`janusq keys create`) unless the server runs with auth off on loopback; each "
+                "key sees only its tenant's jobs."
             ),
         },
+        # Every operation needs a key unless it says `security: []` (the probes, metrics, this).
+        "security": [{BEARER: []}],
         "paths": _paths(),
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key from `janusq keys create`, as `Authorization: Bearer <key>`.",
+                }
+            },
+        },
     }
 
 
@@ -128,23 +143,42 @@ JOB_ID = {
 LOCATION = {
     "Location": {"description": "The job's URL.", "schema": {"type": "string"}},
 }
-NOT_FOUND = _error("No such job (code not_found).")
+NOT_FOUND = _error("No such job, or another tenant's (code not_found).")
 UNAVAILABLE = _error("The database or queue is unreachable (code unavailable).")
+UNAUTHORIZED = {
+    **_error("No API key, or one that is unknown or revoked (code unauthorized)."),
+    "headers": {"WWW-Authenticate": {"description": "The Bearer challenge (RFC 6750).",
+                                     "schema": {"type": "string"}}},
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds until the key's rate-limit window resets.",
+                               "schema": {"type": "integer", "minimum": 1}}}
+RATE_LIMITED = {
+    **_error("Over the API key's requests per minute (code rate_limited); see Retry-After."),
+    "headers": RETRY_AFTER,
+}
+OPEN = {"security": []}
+
+
+def _guarded(operation: dict[str, Any]) -> dict[str, Any]:
+    """An operation behind the API key: it may also answer 401 and 429."""
+    responses = {**operation["responses"], "401": UNAUTHORIZED}
+    responses.setdefault("429", RATE_LIMITED)
+    return {**operation, "responses": responses}
 
 
 def _paths() -> dict[str, Any]:
     return {
-        "/v1/jobs": {"post": _create_job(), "get": _list_jobs()},
+        "/v1/jobs": {"post": _guarded(_create_job()), "get": _guarded(_list_jobs())},
         "/v1/jobs/{job_id}": {
-            "get": {
+            "get": _guarded({
                 "operationId": "getJob",
                 "summary": "Get a job",
                 "parameters": [JOB_ID],
-                "responses": {"200": _job_response("The job."), "404": NOT_FOUND},
-            }
+                "responses": {"200": _job_response("The job."), "404": NOT_FOUND, "503": UNAVAILABLE},
+            })
         },
         "/v1/jobs/{job_id}/cancel": {
-            "post": {
+            "post": _guarded({
                 "operationId": "cancelJob",
                 "summary": "Cancel a job",
                 "parameters": [JOB_ID],
@@ -155,14 +189,16 @@ def _paths() -> dict[str, Any]:
                     ),
                     "404": NOT_FOUND,
                     "409": _error("The job can no longer be canceled (code conflict)."),
+                    "503": UNAVAILABLE,
                 },
-            }
+            })
         },
-        "/v1/jobs/{job_id}/images/{index}": {"get": _get_image()},
+        "/v1/jobs/{job_id}/images/{index}": {"get": _guarded(_get_image())},
         "/healthz": {"get": _probe("healthz", "Liveness: the API process is up.", ready=False)},
         "/readyz": {"get": _probe("readyz", "Readiness: database and queue reachable.", ready=True)},
         "/metrics": {
             "get": {
+                **OPEN,
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
                 "responses": {
@@ -175,6 +211,7 @@ def _paths() -> dict[str, Any]:
         },
         "/openapi.json": {
             "get": {
+                **OPEN,
                 "operationId": "openapi",
                 "summary": "This document",
                 "responses": {
@@ -241,6 +278,14 @@ def _create_job() -> dict[str, Any]:
                 "A field is invalid: validation_error, prompt_too_long, invalid_image, "
                 "image_too_large; `field` names it."
             ),
+            "429": {
+                **_error(
+                    "Over the API key's requests per minute (rate_limited; see Retry-After), or "
+                    "the tenant already has JANUS_MAX_UNFINISHED_JOBS jobs queued or running "
+                    "(too_many_unfinished_jobs); nothing was created."
+                ),
+                "headers": RETRY_AFTER,
+            },
             "503": UNAVAILABLE,
         },
     }
@@ -309,6 +354,7 @@ def _get_image() -> dict[str, Any]:
             },
             "307": {"description": "Redirect to the stored image.", "headers": LOCATION},
             "404": _error("No such job, the job has no such image, or it is not finished."),
+            "503": _error("The database or object storage is unreachable (code unavailable)."),
         },
     }
 
@@ -334,7 +380,7 @@ def _probe(operation_id: str, summary: str, *, ready: bool) -> dict[str, Any]:
             "description": "A dependency is unreachable.",
             "content": {"application/json": {"schema": body}},
         }
-    return {"operationId": operation_id, "summary": summary, "responses": responses}
+    return {**OPEN, "operationId": operation_id, "summary": summary, "responses": responses}
 
 
 def _version() -> str:

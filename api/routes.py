@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, jsonify, redirect, request
+from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy.exc import IntegrityError
 
+from api.auth import authenticate
 from api.errors import ApiError
 from api.images import validate_image
 from api.schemas import parse_job_request, parse_list_query
 from api.serialize import job_path, job_to_dict
 from api.services import Services, services
-from jobs import service, states
+from jobs import limits, service, states
 from jobs.models import new_job_id
 from jobs.queue import BrokerUnavailable
 
 jobs_api = Blueprint("jobs_api", __name__)
+jobs_api.before_request(authenticate)  # every route here needs a key when auth is on
 WAIT_POLL_SECONDS = 0.1
 
 
@@ -30,6 +32,7 @@ def create_job():
     fingerprint = service.request_fingerprint(parsed.type, params, parsed.image_bytes)
     if key and (earlier := _earlier_job(svc, key, fingerprint)):
         return _created(svc, earlier, replayed=True)
+    _check_unfinished_cap(svc)  # cheap early refusal, before the upload is stored
     job_id = new_job_id()
     input_key = None
     if parsed.type == "understand":
@@ -41,13 +44,35 @@ def create_job():
     try:
         with svc.db.session() as session:
             job = service.add_job(session, parsed.type, params, job_id=job_id, input_key=input_key,
-                                  idempotency_key=key, request_hash=fingerprint)
+                                  owner=g.tenant, idempotency_key=key, request_hash=fingerprint)
+            # The exact check, in the inserting transaction (see jobs/limits.py).
+            limits.check_unfinished_cap(session, g.tenant, svc.settings.max_unfinished_jobs)
     except IntegrityError:  # the same key committed by a concurrent request first
-        if input_key:
-            svc.storage.delete_prefix(f"jobs/{job_id}/")
+        _forget_input(svc, job_id, input_key)
         return _created(svc, _earlier_job(svc, key, fingerprint), replayed=True)
+    except limits.TooManyUnfinishedJobs as exc:
+        _forget_input(svc, job_id, input_key)
+        raise _too_many_unfinished(exc.limit) from None
     _publish_or_fail(svc, job_id, job.type)
     return _created(svc, job)
+
+
+def _check_unfinished_cap(svc: Services) -> None:
+    limit = svc.settings.max_unfinished_jobs
+    if limit:
+        with svc.db.session() as session:
+            if limits.count_unfinished(session, g.tenant) >= limit:
+                raise _too_many_unfinished(limit)
+
+
+def _too_many_unfinished(limit: int) -> ApiError:
+    return ApiError.of("too_many_unfinished_jobs",
+                       f"{limit} jobs are already queued or running; wait for some to finish")
+
+
+def _forget_input(svc: Services, job_id: str, input_key: str | None) -> None:
+    if input_key:
+        svc.storage.delete_prefix(f"jobs/{job_id}/")
 
 
 def _created(svc: Services, job, replayed: bool = False):
@@ -79,7 +104,7 @@ def _wait_for(svc: Services, job, seconds: int):
     while job.status not in states.TERMINAL and time.monotonic() < deadline:
         time.sleep(WAIT_POLL_SECONDS)
         with svc.db.session() as session:
-            job = service.get_job(session, job.id)
+            job = service.get_job(session, job.id, owner=job.owner)
     return job
 
 
@@ -96,7 +121,7 @@ def _idempotency_key() -> str | None:
 def _earlier_job(svc: Services, key: str, fingerprint: str):
     """The job an earlier request with this key created, if any; 409 if it asked for another thing."""
     with svc.db.session() as session:
-        job = service.find_by_idempotency_key(session, key)
+        job = service.find_by_idempotency_key(session, key, owner=g.tenant)
     if job is not None and job.request_hash != fingerprint:
         raise ApiError.of("conflict", "this Idempotency-Key was used for a different request",
                           "Idempotency-Key")
@@ -159,7 +184,7 @@ def list_jobs():
     filters = _list_filters()
     with svc.db.session() as session:
         try:
-            page = service.list_jobs(session, **filters)
+            page = service.list_jobs(session, owner=g.tenant, **filters)
         except service.InvalidCursor as exc:
             raise ApiError.of("validation_error", str(exc), "cursor") from None
     return jsonify({"data": [job_to_dict(job, _root()) for job in page.jobs], "next_cursor": page.next_cursor})
@@ -201,7 +226,8 @@ def get_image(job_id: str, index: int):
 
 
 def _require_job(session, job_id: str):
-    job = service.get_job(session, job_id)
+    # Another tenant's job is answered exactly like a missing one.
+    job = service.get_job(session, job_id, owner=g.tenant)
     if job is None:
         raise ApiError.of("not_found", f"no job {job_id}")
     return job

@@ -29,6 +29,12 @@ class Services:
         return open_storage(self.settings.storage, self.settings.s3_endpoint_url,
                             public_endpoint_url=self.settings.s3_public_url)
 
+    @cached_property
+    def rate_limiter(self):
+        from api.ratelimit import open_rate_limiter
+
+        return open_rate_limiter(self.settings.rate_limit_redis, self.settings.rate_limit_per_minute)
+
     @property
     def prompt_budget(self):
         """Token limits of the configured checkpoint, read from its tokenizer and config only.
