@@ -201,3 +201,36 @@ def test_seed_bound_is_documented(doc):
     integer = next(branch for branch in seed["anyOf"] if branch.get("type") == "integer")
     assert integer["minimum"] == 0 and integer["exclusiveMaximum"] == 2**63
     assert math.isclose(math.log2(integer["exclusiveMaximum"]), 63)
+
+
+V1_OPERATIONS = [key for key in EXPECTED_OPERATIONS if key[0].startswith("/v1/")]
+OPEN_OPERATIONS = [key for key in EXPECTED_OPERATIONS if not key[0].startswith("/v1/")]
+
+
+def test_bearer_auth_is_the_default_security(doc):
+    scheme = doc["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert doc["security"] == [{"bearerAuth": []}]
+
+
+@pytest.mark.parametrize("path, method", V1_OPERATIONS)
+def test_v1_operations_document_401_and_429(doc, path, method):
+    operation = doc["paths"][path][method]
+    assert "security" not in operation  # the document's default: a bearer key
+    unauthorized = operation["responses"]["401"]
+    assert unauthorized["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+    assert "WWW-Authenticate" in unauthorized["headers"]
+    limited = operation["responses"]["429"]
+    assert limited["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+    assert limited["headers"]["Retry-After"]["schema"]["type"] == "integer"
+
+
+@pytest.mark.parametrize("path, method", OPEN_OPERATIONS)
+def test_probes_metrics_and_document_need_no_key(doc, path, method):
+    operation = doc["paths"][path][method]
+    assert operation["security"] == []
+    assert "401" not in operation["responses"]
+
+
+def test_the_cap_on_unfinished_jobs_is_documented(doc):
+    assert "too_many_unfinished_jobs" in doc["paths"]["/v1/jobs"]["post"]["responses"]["429"]["description"]
