@@ -1,16 +1,23 @@
-"""JanusModel: one loaded checkpoint and the two things the service asks of it."""
+"""JanusModel: one loaded checkpoint, its processor and its decode engine.
+
+The service asks two things of it, each for many jobs at once: images for prompts
+(`generate_images_batch`) and answers about images (`answer_batch`). The single-job methods are
+the same path with a batch of one.
+"""
 
 import torch
 from PIL import Image
 from transformers import JanusForConditionalGeneration, JanusProcessor
 
+from janus_model.batching import JobProgress, Slice, batch_counts, plan_batches, step_reporter
+from janus_model.engine import DecodeEngine, EngineOptions
 from janus_model.errors import GenerationStopped
+from janus_model.image_batch import ImageRow, generate_codes
 from janus_model.image_decode import codes_to_images
-from janus_model.image_engine import Sampling, generate_image_tokens
-from janus_model.progress import ProgressCallback
-from janus_model.requests import AnswerOutcome, AnswerRequest, ImageOutcome, ImageRequest
 from janus_model.prompts import generation_messages, render, understanding_messages
-from janus_model.understanding import TextSampling, generate_answer_tokens
+from janus_model.requests import AnswerOutcome, AnswerRequest, ImageOutcome, ImageRequest
+from janus_model.sampling import row_seed
+from janus_model.text_batch import TextRow, generate_answers
 
 __all__ = ["JanusModel", "GenerationStopped"]
 
@@ -18,13 +25,15 @@ __all__ = ["JanusModel", "GenerationStopped"]
 class JanusModel:
     """A Janus checkpoint in eval mode on one device. Build it with `janus_model.load_model`."""
 
-    def __init__(self, model: JanusForConditionalGeneration, processor: JanusProcessor):
+    def __init__(self, model: JanusForConditionalGeneration, processor: JanusProcessor,
+                 options: EngineOptions = EngineOptions()):
         self.model = model.eval()
         self.processor = processor
         self.device: torch.device = model.device
         self.dtype: torch.dtype = model.dtype
         self.context_length: int = model.config.text_config.max_position_embeddings
         self.image_token_count: int = model.config.vision_config.num_image_tokens
+        self.engine = DecodeEngine(self.model, options)
 
     # ---- image generation -------------------------------------------------------------------
 
@@ -38,41 +47,72 @@ class JanusModel:
         return self.generation_input_ids(prompt).shape[1]
 
     @torch.inference_mode()
-    def generate_image_tokens(
-        self,
-        prompt: str,
-        num_images: int = 4,
-        cfg_weight: float = 5.0,
-        temperature: float = 1.0,
-        seed: int = 0,
-        progress: ProgressCallback | None = None,
-    ) -> torch.LongTensor:
-        """[num_images, 576] VQ codes; generate_images decodes them to pixels."""
-        _check_positive("num_images", num_images)
-        _check_not_negative("temperature", temperature)
-        prompt_ids = self.generation_input_ids(prompt)[0]
-        self._check_fits(len(prompt_ids) + self.image_token_count, "prompt + image tokens")
-        sampling = Sampling(cfg_weight=cfg_weight, temperature=temperature, generator=self._generator(seed))
-        pad_token_id = self.model.generation_config.pad_token_id
-        return generate_image_tokens(self.model, prompt_ids, num_images, sampling, pad_token_id, progress)
-
-    @torch.inference_mode()
-    def generate_images(
-        self,
-        prompt: str,
-        num_images: int = 4,
-        cfg_weight: float = 5.0,
-        temperature: float = 1.0,
-        seed: int = 0,
-        progress: ProgressCallback | None = None,
-    ) -> list[Image.Image]:
-        codes = self.generate_image_tokens(prompt, num_images, cfg_weight, temperature, seed, progress)
-        return codes_to_images(self.model, codes)
+    def generate_image_tokens_batch(self, requests: list[ImageRequest]) -> list[torch.LongTensor | BaseException]:
+        """Each request's [num_images, 576] VQ codes, or the exception that ended that request."""
+        outcomes: list = [None] * len(requests)
+        prompts = {}
+        for index, request in enumerate(requests):
+            try:
+                prompts[index] = self._image_prompt(request)
+            except ValueError as exc:
+                outcomes[index] = exc
+        live = list(prompts)
+        if not live:
+            return outcomes
+        capacity = self.engine.image_capacity(max(len(ids) for ids in prompts.values()))
+        batches = plan_batches([requests[index].num_images for index in live], capacity)
+        steps = self.image_token_count
+        jobs = [JobProgress(requests[index].progress, count * steps)
+                for index, count in zip(live, batch_counts(batches, len(live)))]
+        codes: dict[int, list[torch.Tensor]] = {index: [] for index in live}
+        for batch in batches:
+            active = [part for part in batch if not jobs[part.request].stopped]
+            if not active:
+                continue
+            rows = [self._image_row(requests[live[part.request]], prompts[live[part.request]], part.start + k)
+                    for part in active for k in range(part.count)]
+            result = generate_codes(self.engine, rows, step_reporter(jobs, active, lambda part: steps))
+            for part, chunk in zip(active, _split(result, active)):
+                jobs[part.request].offset += steps
+                codes[live[part.request]].append(chunk)
+        for position, index in enumerate(live):
+            stopped = jobs[position].stopped
+            outcomes[index] = GenerationStopped("stopped on request") if stopped else torch.cat(codes[index])
+        return outcomes
 
     def generate_images_batch(self, requests: list[ImageRequest]) -> list[ImageOutcome]:
         """Several jobs' images; see janus_model.requests for the outcome contract."""
-        return [_outcome(lambda r=r: self.generate_images(r.prompt, r.num_images, r.cfg_weight, r.temperature,
-                                                         r.seed, r.progress)) for r in requests]
+        token_outcomes = self.generate_image_tokens_batch(requests)
+        return [outcome if isinstance(outcome, BaseException) else self.decode_codes(outcome)
+                for outcome in token_outcomes]
+
+    @torch.inference_mode()
+    def decode_codes(self, codes: torch.LongTensor) -> list[Image.Image]:
+        """VQ codes -> images, a memory-sized chunk at a time."""
+        chunk = self.engine.vq_decode_chunk()
+        return [image for start in range(0, len(codes), chunk)
+                for image in codes_to_images(self.model, codes[start:start + chunk])]
+
+    def generate_image_tokens(self, prompt: str, num_images: int = 4, cfg_weight: float = 5.0,
+                              temperature: float = 1.0, seed: int = 0, progress=None) -> torch.LongTensor:
+        """[num_images, 576] VQ codes of one job; generate_images decodes them to pixels."""
+        request = ImageRequest(prompt, num_images, cfg_weight, temperature, seed, progress)
+        return _raise_or_return(self.generate_image_tokens_batch([request])[0])
+
+    def generate_images(self, prompt: str, num_images: int = 4, cfg_weight: float = 5.0,
+                        temperature: float = 1.0, seed: int = 0, progress=None) -> list[Image.Image]:
+        return self.decode_codes(self.generate_image_tokens(prompt, num_images, cfg_weight, temperature, seed, progress))
+
+    def _image_prompt(self, request: ImageRequest) -> torch.LongTensor:
+        _check_positive("num_images", request.num_images)
+        _check_not_negative("temperature", request.temperature)
+        prompt_ids = self.generation_input_ids(request.prompt)[0]
+        self._check_fits(len(prompt_ids) + self.image_token_count, "prompt + image tokens")
+        return prompt_ids
+
+    @staticmethod
+    def _image_row(request: ImageRequest, prompt_ids: torch.LongTensor, image_index: int) -> ImageRow:
+        return ImageRow(prompt_ids, request.cfg_weight, request.temperature, row_seed(request.seed, image_index))
 
     # ---- understanding ----------------------------------------------------------------------
 
@@ -85,51 +125,77 @@ class JanusModel:
         return dict(inputs)
 
     @torch.inference_mode()
-    def answer_tokens(
-        self,
-        image: Image.Image,
-        question: str,
-        max_new_tokens: int = 256,
-        temperature: float = 0.1,
-        top_p: float = 0.95,
-        seed: int = 0,
-        progress: ProgressCallback | None = None,
-    ) -> torch.LongTensor:
-        """The answer's new token ids; `answer` decodes them."""
-        _check_positive("max_new_tokens", max_new_tokens)
-        _check_not_negative("temperature", temperature)
-        inputs = self.understanding_inputs(image, question)
-        self._check_fits(inputs["input_ids"].shape[1] + max_new_tokens, "prompt + max_new_tokens")
-        sampling = TextSampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-        return generate_answer_tokens(self.model, inputs, sampling, progress)
-
-    def answer(
-        self,
-        image: Image.Image,
-        question: str,
-        max_new_tokens: int = 256,
-        temperature: float = 0.1,
-        top_p: float = 0.95,
-        seed: int = 0,
-        progress: ProgressCallback | None = None,
-    ) -> str:
-        tokens = self.answer_tokens(image, question, max_new_tokens, temperature, top_p, seed, progress)
-        return self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    def answer_tokens_batch(self, requests: list[AnswerRequest]) -> list[torch.LongTensor | BaseException]:
+        """Each request's new token ids (end-of-text included when reached), or its exception."""
+        outcomes: list = [None] * len(requests)
+        rows = {}
+        for index, request in enumerate(requests):
+            try:
+                rows[index] = self._text_row(request)
+            except ValueError as exc:
+                outcomes[index] = exc
+        live = list(rows)
+        if not live:
+            return outcomes
+        longest_prompt = max(len(rows[index].input_ids) for index in live)
+        longest_answer = max(rows[index].max_new_tokens for index in live)
+        capacity = self.engine.answer_capacity(longest_prompt, longest_answer)
+        for batch in plan_batches([1] * len(live), capacity):
+            members = [live[part.request] for part in batch]
+            limits = [rows[index].max_new_tokens for index in members]
+            jobs = [JobProgress(requests[index].progress, limit) for index, limit in zip(members, limits)]
+            local = [Slice(position, 0, 1) for position in range(len(members))]
+            tokens = generate_answers(self.engine, [rows[index] for index in members],
+                                      step_reporter(jobs, local, lambda part: limits[part.request]))
+            for position, index in enumerate(members):
+                stopped = jobs[position].stopped or tokens is None
+                outcomes[index] = GenerationStopped("stopped on request") if stopped else tokens[position]
+        return outcomes
 
     def answer_batch(self, requests: list[AnswerRequest]) -> list[AnswerOutcome]:
-        return [_outcome(lambda r=r: self.answer(r.image, r.question, r.max_new_tokens, r.temperature, r.top_p,
-                                                r.seed, r.progress)) for r in requests]
+        return [outcome if isinstance(outcome, BaseException) else self.decode_answer(outcome)
+                for outcome in self.answer_tokens_batch(requests)]
+
+    def decode_answer(self, tokens: torch.LongTensor) -> str:
+        return self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    def answer_tokens(self, image: Image.Image, question: str, max_new_tokens: int = 256,
+                      temperature: float = 0.1, top_p: float = 0.95, seed: int = 0,
+                      progress=None) -> torch.LongTensor:
+        """The answer's new token ids; `answer` decodes them."""
+        request = AnswerRequest(image, question, max_new_tokens, temperature, top_p, seed, progress)
+        return _raise_or_return(self.answer_tokens_batch([request])[0])
+
+    def answer(self, image: Image.Image, question: str, max_new_tokens: int = 256, temperature: float = 0.1,
+               top_p: float = 0.95, seed: int = 0, progress=None) -> str:
+        return self.decode_answer(self.answer_tokens(image, question, max_new_tokens, temperature, top_p, seed,
+                                                     progress))
+
+    def _text_row(self, request: AnswerRequest) -> TextRow:
+        _check_positive("max_new_tokens", request.max_new_tokens)
+        _check_not_negative("temperature", request.temperature)
+        inputs = self.understanding_inputs(request.image, request.question)
+        self._check_fits(inputs["input_ids"].shape[1] + request.max_new_tokens, "prompt + max_new_tokens")
+        return TextRow(inputs["input_ids"][0], inputs["pixel_values"], request.max_new_tokens,
+                       request.temperature, request.top_p, row_seed(request.seed, 0))
 
     # ---- helpers ----------------------------------------------------------------------------
-
-    def _generator(self, seed: int) -> torch.Generator:
-        # A local generator on the model's device: sampling stays reproducible per seed and does
-        # not depend on, or disturb, torch's global RNG.
-        return torch.Generator(device=self.device).manual_seed(seed)
 
     def _check_fits(self, positions: int, what: str) -> None:
         if positions > self.context_length:
             raise ValueError(f"{what} need {positions} positions, the model has {self.context_length}")
+
+
+def _split(codes: torch.LongTensor | None, parts: list[Slice]) -> list[torch.Tensor | None]:
+    if codes is None:
+        return [None] * len(parts)
+    return list(codes.split([part.count for part in parts]))
+
+
+def _raise_or_return(outcome):
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -140,10 +206,3 @@ def _check_positive(name: str, value: int) -> None:
 def _check_not_negative(name: str, value: float) -> None:
     if value < 0:
         raise ValueError(f"{name} must be >= 0 (0 = greedy), got {value}")
-
-
-def _outcome(call):
-    try:
-        return call()
-    except (GenerationStopped, ValueError) as exc:
-        return exc

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from janus_model import GenerationStopped
-from janus_model.image_engine import guidance_rows, guided_logits
+from janus_model.decode_step import guided_logits
+from janus_model.image_batch import unconditional_prompt
 from tests.janus_model.helpers import ProgressRecorder
 
 PROMPT = "A lighthouse on a cliff at dawn"
@@ -64,10 +65,10 @@ def test_greedy_tokens_equal_transformers_generate(tiny_model, num_images, cfg_w
     assert len(set(ours[0].tolist())) > 50  # a meaningful comparison, not one token repeated
 
 
-def test_unconditional_rows_keep_only_the_first_and_last_token():
+def test_unconditional_prompt_keeps_only_the_first_and_last_token():
     prompt = torch.tensor([1, 7, 8, 9, 5])
-    rows = guidance_rows(prompt, num_images=2, pad_token_id=0)
-    assert rows.tolist() == [[1, 7, 8, 9, 5], [1, 7, 8, 9, 5], [1, 0, 0, 0, 5], [1, 0, 0, 0, 5]]
+    assert unconditional_prompt(prompt, pad_token_id=0).tolist() == [1, 0, 0, 0, 5]
+    assert prompt.tolist() == [1, 7, 8, 9, 5]  # the conditional prompt is left as it was
 
 
 def test_guidance_mixes_conditional_and_unconditional_logits():
