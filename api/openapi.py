@@ -143,6 +143,11 @@ JOB_ID = {
 LOCATION = {
     "Location": {"description": "The job's URL.", "schema": {"type": "string"}},
 }
+# What a client (and schemathesis' stateful tests) can do next with the job it created.
+JOB_LINKS = {
+    "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}},
+    "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/id"}},
+}
 NOT_FOUND = _error("No such job, or another tenant's (code not_found).")
 UNAVAILABLE = _error("The database or queue is unreachable (code unavailable).")
 UNAUTHORIZED = {
@@ -261,11 +266,13 @@ def _create_job() -> dict[str, Any]:
                 "description": "Finished within the time asked for with `Prefer: wait=N`.",
                 "headers": LOCATION,
                 "content": _json("JobOut"),
+                "links": JOB_LINKS,
             },
             "202": {
                 "description": "Queued (or still running after the wait asked for).",
                 "headers": LOCATION,
                 "content": _json("JobOut"),
+                "links": JOB_LINKS,
             },
             "400": _error("The body is not a JSON object (code invalid_json)."),
             "409": _error("The Idempotency-Key was used for a different request (code conflict)."),
