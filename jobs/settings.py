@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     max_batch_images: int = Field(default=32, ge=1)
     max_batch_answers: int = Field(default=8, ge=1)
 
+    # The decode engine. CUDA graphs: the decode step is captured once per batch-size bucket and
+    # replayed (CUDA devices only). compile: torch.compile the step too, warmed at worker start.
+    cuda_graphs: bool = True
+    compile: bool = False
+    # Batches are planned against this share of the device's memory (host RAM on a CPU), less
+    # the weights; a job that does not fit is split into chunks. batch_memory_mb, when set,
+    # replaces the measurement with a fixed budget.
+    gpu_memory_fraction: float = Field(default=0.9, gt=0, le=1)
+    batch_memory_mb: int = Field(default=0, ge=0)
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
