@@ -5,29 +5,21 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import func, select
 
 from api.app import create_app
 from jobs import keys
 from jobs.db import Database
-from jobs.migrate import upgrade
 from jobs.models import Job
-from tests.conftest import POSTGRES_ADMIN
+from tests.pgdb import fresh_database
 
 
 @pytest.fixture(scope="module")
 def pg_database():
     """A migrated PostgreSQL database of this module's own (tests count rows in it)."""
-    name = f"janusq_api_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{POSTGRES_ADMIN.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("janusq_api") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
