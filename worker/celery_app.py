@@ -1,7 +1,7 @@
 """The Celery worker app: one task that takes a job id and hands it to the executor."""
 from __future__ import annotations
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_shutting_down
 
 from jobs.queue import TASK_NAME, make_celery
 from jobs.settings import Settings
@@ -20,6 +20,10 @@ def create_worker_app(settings: Settings):
     def _load_in_child(**_):
         runtime.after_fork()
         runtime.model()
+
+    @worker_shutting_down.connect(weak=False)
+    def _stop_draining(**_):
+        runtime.stopping.set()  # the running task finishes its batch, then returns
 
     app.janus_runtime = runtime
     return app

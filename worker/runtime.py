@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import socket
 import threading
@@ -9,6 +10,7 @@ import threading
 from jobs.db import Database
 from jobs.settings import Settings
 from jobs.storage import open_storage
+from worker.claims import BatchLimits
 from worker.executor import Executor
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,9 @@ class WorkerRuntime:
         self.storage = open_storage(settings.storage, settings.s3_endpoint_url)
         self._model = None
         self._lock = threading.Lock()
+        # Made before the pool forks, so the parent can tell its child to stop draining the queue
+        # when the worker is asked to shut down (a warm shutdown waits for the running task).
+        self.stopping = multiprocessing.Event()
 
     def model(self):
         with self._lock:
@@ -35,7 +40,14 @@ class WorkerRuntime:
 
     def executor(self) -> Executor:
         name = f"{socket.gethostname()}:{os.getpid()}:{self.settings.device}"
-        return Executor(self.db, self.storage, self.model, name, self.settings.progress_interval)
+        return Executor(self.db, self.storage, self.model, name, self.settings.progress_interval,
+                        limits=BatchLimits(self.settings.max_batch_images, self.settings.max_batch_answers),
+                        drain_seconds=self.drain_seconds, should_stop=self.stopping.is_set)
+
+    @property
+    def drain_seconds(self) -> float:
+        """How long a task keeps taking queued jobs: well inside the soft time limit."""
+        return self.settings.job_soft_time_limit / 3
 
     def after_fork(self) -> None:
         """Connections made before the fork belong to the parent: drop them."""

@@ -1,0 +1,127 @@
+"""Runs one claimed batch through the model's batch interface and finishes every job in it.
+
+Each job keeps its own progress reporter (so a cancel ends that job alone), its own
+preparation (an unreadable input fails that job alone), its own result storage and its own
+final transition. When the batch call itself raises, the jobs are retried one by one so that
+only the culprit fails.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Callable
+
+from janus_model.errors import GenerationStopped
+from jobs import states
+from jobs.db import Database
+from jobs.storage import Storage
+from worker.claims import GENERATE, Claimed
+from worker.prepare import model_request
+from worker.progress import ProgressReporter
+from worker.results import store_result
+
+log = logging.getLogger("worker.executor")
+
+
+class BatchRunner:
+    def __init__(self, db: Database, storage: Storage, model_provider: Callable, progress_interval: float):
+        self.db, self.storage, self.model_provider = db, storage, model_provider
+        self.progress_interval = progress_interval
+
+    def run(self, batch: list[Claimed]) -> dict[str, str]:
+        """Runs claimed jobs of one type together; returns each job's final status by id."""
+        info = batch_info(batch)
+        log.info("batch %s of %d %s jobs (%d images): %s", info["id"], len(batch), batch[0].type,
+                 info.get("images", 0), " ".join(job.id for job in batch))
+        reporters = {job.id: ProgressReporter(self.db, job.id, self.progress_interval) for job in batch}
+        statuses: dict[str, str] = {}
+        try:
+            ready = []
+            for job in batch:
+                try:
+                    ready.append((job, model_request(job, self.storage, reporters[job.id])))
+                except Exception as exc:  # noqa: BLE001 - a bad input fails its own job only
+                    statuses[job.id] = self._fail(job, reporters[job.id], exc)
+            if ready:
+                outcomes = self._outcomes(batch[0].type, [request for _, request in ready])
+                for (job, _), outcome in zip(ready, outcomes):
+                    statuses[job.id] = self._conclude(job, outcome, reporters[job.id], info)
+        except Exception as exc:  # noqa: BLE001 - e.g. the soft time limit, mid-storage
+            for job in batch:
+                if job.id not in statuses:
+                    statuses[job.id] = self._fail(job, reporters[job.id], exc)
+        return statuses
+
+    # -- the model call --------------------------------------------------------------------
+    def _outcomes(self, job_type: str, requests: list) -> list:
+        model = self.model_provider()
+        call = model.generate_images_batch if job_type == GENERATE else model.answer_batch
+        try:
+            outcomes = list(call(requests))
+            if len(outcomes) != len(requests):
+                raise RuntimeError(f"the model returned {len(outcomes)} outcomes for {len(requests)} requests")
+            return outcomes
+        except Exception as exc:  # noqa: BLE001 - the whole batch failed
+            if len(requests) == 1 or error_code_of(exc) == "time_limit":
+                return [exc] * len(requests)
+            log.warning("batch of %d failed (%s: %s); running each job alone to find the culprit",
+                        len(requests), type(exc).__name__, exc)
+            return self._one_by_one(call, requests)
+
+    def _one_by_one(self, call, requests: list) -> list:
+        outcomes: list = []
+        for request in requests:
+            if outcomes and isinstance(outcomes[-1], BaseException) and error_code_of(outcomes[-1]) == "time_limit":
+                outcomes.append(outcomes[-1])  # out of time: do not start the rest
+                continue
+            try:
+                [outcome] = call([request])
+            except Exception as exc:  # noqa: BLE001 - this job is the culprit
+                outcome = exc
+            outcomes.append(outcome)
+        return outcomes
+
+    # -- finishing each job ----------------------------------------------------------------
+    def _conclude(self, job: Claimed, outcome, reporter: ProgressReporter, info: dict) -> str:
+        if isinstance(outcome, GenerationStopped):
+            return self._finish(job.id, states.CANCELED, reporter)
+        if isinstance(outcome, BaseException):
+            return self._fail(job, reporter, outcome)
+        try:
+            result = store_result(job, outcome, self.storage)
+        except Exception as exc:  # noqa: BLE001 - storage fails this job, the rest go on
+            return self._fail(job, reporter, exc)
+        return self._finish(job.id, states.SUCCEEDED, reporter, result={**result, "batch": info}, progress=1.0)
+
+    def _fail(self, job: Claimed, reporter: ProgressReporter, exc: BaseException) -> str:
+        log.error("job %s failed", job.id, exc_info=(type(exc), exc, exc.__traceback__))
+        return self._finish(job.id, states.FAILED, reporter, error_code=error_code_of(exc),
+                            error_message=str(exc)[:2000] or type(exc).__name__)
+
+    def _finish(self, job_id: str, status: str, reporter: ProgressReporter, **fields) -> str:
+        with self.db.session() as session:
+            won = states.transition(session, job_id, status, only_from={states.RUNNING},
+                                    run_seconds=reporter.elapsed(), step_seconds=reporter.seconds_per_step(),
+                                    **fields)
+        if won:
+            log.info("job %s %s in %.2f s", job_id, status, reporter.elapsed())
+        else:
+            log.warning("job %s left running before it could be marked %s", job_id, status)
+        return status
+
+
+def batch_info(batch: list[Claimed]) -> dict:
+    """Stored with each job's result, so anyone can see which jobs ran together."""
+    info = {"id": uuid.uuid4().hex[:12], "jobs": len(batch)}
+    if batch[0].type == GENERATE:
+        info["images"] = sum(job.weight for job in batch)
+    return info
+
+
+def error_code_of(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "SoftTimeLimitExceeded":
+        return "time_limit"
+    if name == "StorageError":
+        return "storage_error"
+    return "model_error"
