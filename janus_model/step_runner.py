@@ -46,6 +46,13 @@ def capture(step, pool) -> torch.cuda.CUDAGraph:
     return graph
 
 
+def compiled(step):
+    """torch.compile with fixed shapes: one specialisation per bucket, each warmed when first built."""
+    # Each bucket is a recompile; the default limit (8) would silently fall back to eager.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(step, dynamic=False)
+
+
 class RunnerCache:
     """Runners by (mode, samples, cache length), least recently used dropped past `max_bytes` of cache."""
 
@@ -55,7 +62,7 @@ class RunnerCache:
         self.cuda_graphs = cuda_graphs
         # Unbucketed runners hold a cache sized to one batch and are cheap to build: not kept.
         self.keep = keep
-        self.step = torch.compile(decode_step, dynamic=False) if compile_step else decode_step
+        self.step = compiled(decode_step) if compile_step else decode_step
         self.max_bytes = max_bytes
         self.pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self.runners: OrderedDict[tuple, StepRunner] = OrderedDict()

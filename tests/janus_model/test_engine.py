@@ -142,3 +142,9 @@ def test_a_stopped_answer_leaves_the_others(tiny_model, photo):
     outcomes = tiny_model.answer_tokens_batch(requests)
     assert isinstance(outcomes[0], GenerationStopped)
     assert torch.equal(outcomes[1], tiny_model.answer_tokens_batch(requests[1:])[0])
+
+
+def test_compiled_step_gives_the_same_tokens(tiny_model, alone):
+    """JANUS_COMPILE: torch.compile of the step (inductor on the CPU here) changes no token."""
+    compiled = variant(tiny_model, compile=True, bucketed=True)
+    assert torch.equal(compiled.generate_image_tokens_batch([CAT])[0], alone[CAT.prompt])
