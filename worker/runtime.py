@@ -34,8 +34,10 @@ class WorkerRuntime:
 
                 log.info("loading model %s on %s", self.settings.model, self.settings.device)
                 self._model = load_model(self.settings.model_source, device=self.settings.device,
-                                         dtype=self.settings.dtype)
+                                         dtype=self.settings.dtype, options=engine_options(self.settings))
                 log.info("model loaded on %s", self._model.device)
+                # CUDA graphs (and compiled kernels) of each image batch size, built before the first job.
+                self._model.engine.warm_up(self.settings.max_batch_images)
             return self._model
 
     def executor(self) -> Executor:
@@ -53,3 +55,11 @@ class WorkerRuntime:
         """Connections made before the fork belong to the parent: drop them."""
         self.db.dispose()
         self.storage = open_storage(self.settings.storage, self.settings.s3_endpoint_url)
+
+
+def engine_options(settings: Settings):
+    from janus_model.engine import EngineOptions
+    from janus_model.memory import MemoryPolicy
+
+    memory = MemoryPolicy(fraction=settings.gpu_memory_fraction, explicit_mb=settings.batch_memory_mb)
+    return EngineOptions(cuda_graphs=settings.cuda_graphs, compile=settings.compile, memory=memory)
