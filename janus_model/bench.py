@@ -20,7 +20,7 @@ import torch
 from janus_model.devices import resolve_device, resolve_dtype
 from janus_model.engine import DecodeEngine, EngineOptions
 from janus_model.image_batch import ImageRow, generate_codes
-from janus_model.image_decode import codes_to_images
+from janus_model.image_decode import codes_to_images, codes_to_images_in_chunks
 from janus_model.memory import MemoryPolicy
 from janus_model.sampling import row_seed
 from janus_model.stock import stock_answer_tokens, stock_image_tokens
@@ -87,7 +87,7 @@ def engine_images(subject: Subject, engine: DecodeEngine, jobs: list[int]) -> di
         codes = generate_codes(engine, rows, clock)
         synchronize(device)
         decode_started = time.perf_counter()
-        codes_to_images(subject.model, codes)
+        codes_to_images_in_chunks(subject.model, codes, engine.vq_decode_chunk())
     steps = engine.image_token_count
     record["ms_per_step"] = round((decode_started - started - clock.first) / (steps - 1) * 1000, 3)
     record["ttft_ms"] = round(clock.first * 1000, 2)

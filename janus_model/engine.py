@@ -24,6 +24,7 @@ PROMPT_WIDTH_STEP = 32
 NEW_TOKEN_STEP = 64
 # A typical generation prompt (format + a sentence or two) fits this width; warm-up uses it.
 TYPICAL_PROMPT_WIDTH = 64
+VQ_DECODE_MAX_CHUNK = 4
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,10 @@ class DecodeEngine:
         return self._fit(per_answer)
 
     def vq_decode_chunk(self, height: int = 384, width: int = 384) -> int:
+        # A few images at a time: decoding is ~4 ms an image on a GPU, but its full-size
+        # activations (~150 MB an image in bf16) would otherwise dominate a batch's peak memory.
         per_image = vq_decode_bytes_per_image(height, width, self._element_size())
-        return max(1, min(64, self.budget // per_image))
+        return max(1, min(VQ_DECODE_MAX_CHUNK, self.budget // per_image))
 
     def _per_sample(self, mode, width: int, cache_length: int) -> int:
         return bytes_per_sample(mode, kv_bytes_per_position(mode), cache_length, width,

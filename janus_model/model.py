@@ -13,7 +13,7 @@ from janus_model.batching import JobProgress, Slice, batch_counts, plan_batches,
 from janus_model.engine import DecodeEngine, EngineOptions
 from janus_model.errors import GenerationStopped
 from janus_model.image_batch import ImageRow, generate_codes
-from janus_model.image_decode import codes_to_images
+from janus_model.image_decode import codes_to_images_in_chunks
 from janus_model.prompts import generation_messages, render, understanding_messages
 from janus_model.requests import AnswerOutcome, AnswerRequest, ImageOutcome, ImageRequest
 from janus_model.sampling import row_seed
@@ -89,9 +89,7 @@ class JanusModel:
     @torch.inference_mode()
     def decode_codes(self, codes: torch.LongTensor) -> list[Image.Image]:
         """VQ codes -> images, a memory-sized chunk at a time."""
-        chunk = self.engine.vq_decode_chunk()
-        return [image for start in range(0, len(codes), chunk)
-                for image in codes_to_images(self.model, codes[start:start + chunk])]
+        return codes_to_images_in_chunks(self.model, codes, self.engine.vq_decode_chunk())
 
     def generate_image_tokens(self, prompt: str, num_images: int = 4, cfg_weight: float = 5.0,
                               temperature: float = 1.0, seed: int = 0, progress=None) -> torch.LongTensor:
