@@ -73,6 +73,9 @@ class Job(Base):
         Index("ix_jobs_owner_created", "owner", "created_at", "id"),
         Index("ix_jobs_status_type", "status", "type"),
         Index("ux_jobs_owner_idempotency_key", "owner", "idempotency_key", unique=True),
+        # The per-tenant cap counts a tenant's unfinished jobs on every create (jobs/limits.py):
+        # an index range over those alone, however many finished jobs the tenant has.
+        Index("ix_jobs_owner_status", "owner", "status"),
     )
 
 

@@ -1,4 +1,5 @@
-"""API keys: a hash of each key (never the key), its display prefix, name and tenant.
+"""API keys: a hash of each key (never the key), its display prefix, name and tenant; and an
+index for counting a tenant's unfinished jobs (the per-tenant cap).
 
 Revision ID: 0003
 Revises: 0002
@@ -26,9 +27,11 @@ def upgrade() -> None:
     )
     op.create_index("ux_api_keys_key_hash", "api_keys", ["key_hash"], unique=True)
     op.create_index("ux_api_keys_prefix", "api_keys", ["prefix"], unique=True)
+    op.create_index("ix_jobs_owner_status", "jobs", ["owner", "status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_owner_status", table_name="jobs")
     op.drop_index("ux_api_keys_prefix", table_name="api_keys")
     op.drop_index("ux_api_keys_key_hash", table_name="api_keys")
     op.drop_table("api_keys")
