@@ -64,6 +64,12 @@ class Job(Base):
     # provided the request is the same (request_hash), else the API answers 409.
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # Delivery (jobs/states.py, jobs/sweeper.py): a running job's worker renews its lease; a
+    # queued job may be claimed from available_at (retry backoff) and was last handed to the
+    # broker at published_at (the sweeper publishes again when that gets old).
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    available_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -96,3 +102,13 @@ class ApiKey(Base):
         Index("ux_api_keys_key_hash", "key_hash", unique=True),
         Index("ux_api_keys_prefix", "prefix", unique=True),
     )
+
+
+class Lock(Base):
+    """A named lease: whoever holds an unexpired row is the one (e.g. the one sweeper)."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

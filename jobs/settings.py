@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     max_batch_images: int = Field(default=32, ge=1)
     max_batch_answers: int = Field(default=8, ge=1)
 
+    # Delivery. A running job's worker renews its lease every lease_seconds/3; the sweeper (one
+    # at a time, in a worker) requeues a job whose lease expired, and publishes again a queued
+    # job not claimed requeue_after seconds after its last publish. A job gets max_attempts
+    # runs; a transient failure (storage, database, out of memory) waits retry_backoff seconds,
+    # doubled each attempt, before the next.
+    lease_seconds: float = Field(default=60, gt=0)
+    requeue_after: float = Field(default=30, gt=0)
+    sweep_interval: float = Field(default=5, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_backoff: float = Field(default=5, ge=0)
+
     # The decode engine. CUDA graphs: the decode step is captured once per batch-size bucket and
     # replayed (CUDA devices only). compile: torch.compile the step too, warmed at worker start.
     cuda_graphs: bool = True

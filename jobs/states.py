@@ -5,7 +5,9 @@ a worker and a cancel, or a redelivered message can never both win.
 """
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs.models import Job, utcnow
@@ -21,11 +23,14 @@ TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
 
 ALLOWED = {
     QUEUED: frozenset({RUNNING, CANCELED, FAILED}),
-    RUNNING: frozenset({SUCCEEDED, FAILED, CANCELED}),
+    # running -> queued: a retry after a transient failure, or the sweeper taking the job back
+    # from a worker whose lease expired.
+    RUNNING: frozenset({SUCCEEDED, FAILED, CANCELED, QUEUED}),
 }
 
 # The timestamp each target status stamps.
-STAMPS = {RUNNING: "started_at", SUCCEEDED: "finished_at", FAILED: "finished_at", CANCELED: "finished_at"}
+STAMPS = {RUNNING: "started_at", SUCCEEDED: "finished_at", FAILED: "finished_at", CANCELED: "finished_at",
+          QUEUED: "updated_at"}
 
 
 class InvalidTransition(ValueError):
@@ -36,8 +41,13 @@ def sources_of(target: str) -> frozenset[str]:
     return frozenset(source for source, targets in ALLOWED.items() if target in targets)
 
 
-def transition(session: Session, job_id: str, target: str, *, only_from=None, **fields) -> bool:
-    """Move a job to `target` if its current status allows it; True when this call won."""
+def transition(session: Session, job_id: str, target: str, *, only_from=None, holder: "Holder | None" = None,
+               **fields) -> bool:
+    """Move a job to `target` if its current status allows it; True when this call won.
+
+    With `holder`, only while that worker still holds that attempt: a worker whose lease expired
+    (and whose job was given to another) can no longer finish it, so one result set stands.
+    """
     sources = sources_of(target)
     if not sources:
         raise InvalidTransition(f"nothing may move to {target!r}")
@@ -48,20 +58,63 @@ def transition(session: Session, job_id: str, target: str, *, only_from=None, **
     values.setdefault(STAMPS[target], now)
     if target in TERMINAL:
         values.setdefault("cancel_requested", False)
+    if target != RUNNING:
+        values.setdefault("lease_expires_at", None)
     statement = (
         update(Job)
-        .where(Job.id == job_id, Job.status.in_(sorted(sources)))
+        .where(Job.id == job_id, Job.status.in_(sorted(sources)), *(holder.conditions() if holder else ()))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount == 1
 
 
-def claim(session: Session, job_id: str, worker: str) -> bool:
-    """queued -> running for exactly one worker; counts the attempt."""
-    return transition(
-        session, job_id, RUNNING, only_from={QUEUED}, worker=worker, attempts=Job.attempts + 1
+class Holder:
+    """A worker's hold on one attempt of a job: the fencing token of its writes."""
+
+    def __init__(self, worker: str, attempt: int):
+        self.worker, self.attempt = worker, attempt
+
+    def conditions(self):
+        return Job.worker == self.worker, Job.attempts == self.attempt
+
+
+def available(now: datetime):
+    """The SQL condition of a queued job that may be claimed now (its retry backoff is over)."""
+    return or_(Job.available_at.is_(None), Job.available_at <= now)
+
+
+def claim(session: Session, job_id: str, worker: str, lease_seconds: float = 60) -> bool:
+    """queued -> running for exactly one worker; counts the attempt and starts its lease."""
+    now = utcnow()
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == QUEUED, available(now))
+        .values(status=RUNNING, worker=worker, attempts=Job.attempts + 1, started_at=now, updated_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
     )
+    return session.execute(statement).rowcount == 1
+
+
+def renew_leases(session: Session, job_ids: list[str], worker: str, lease_seconds: float) -> int:
+    """Extend the leases this worker still holds; returns how many it holds."""
+    if not job_ids:
+        return 0
+    now = utcnow()
+    return session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status == RUNNING, Job.worker == worker)
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def retry_later(session: Session, job_id: str, holder: Holder, delay: float, **fields) -> bool:
+    """running -> queued, claimable after `delay` seconds (the sweeper publishes it then)."""
+    now = utcnow()
+    return transition(session, job_id, QUEUED, only_from={RUNNING}, holder=holder, worker=None,
+                      available_at=now + timedelta(seconds=delay), published_at=None, progress=0.0, **fields)
 
 
 def record_progress(session: Session, job_id: str, progress: float) -> bool:

@@ -82,9 +82,10 @@ def test_cancel_finished_job_is_refused(db):
         assert not states.request_cancel(session, job_id)
 
 
-def test_nothing_moves_to_queued():
-    with pytest.raises(states.InvalidTransition):
-        states.transition(None, "id", states.QUEUED)
+def test_only_a_running_job_goes_back_to_queued_and_nothing_leaves_a_final_state():
+    assert states.sources_of(states.QUEUED) == {states.RUNNING}
+    for final in states.TERMINAL:
+        assert not states.ALLOWED.get(final)
 
 
 def test_listing_pages_newest_first(db):
