@@ -1,6 +1,7 @@
 """The /v1/jobs resource: create, read, list, cancel, images."""
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import Blueprint, Response, g, jsonify, redirect, request
@@ -16,6 +17,7 @@ from jobs import limits, service, states
 from jobs.models import new_job_id
 from jobs.queue import BrokerUnavailable
 
+log = logging.getLogger(__name__)
 jobs_api = Blueprint("jobs_api", __name__)
 jobs_api.before_request(authenticate)  # every route here needs a key when auth is on
 WAIT_POLL_SECONDS = 0.1
@@ -53,7 +55,7 @@ def create_job():
     except limits.TooManyUnfinishedJobs as exc:
         _forget_input(svc, job_id, input_key)
         raise _too_many_unfinished(exc.limit) from None
-    _publish_or_fail(svc, job_id, job.type)
+    _publish(svc, job_id, job.type)
     return _created(svc, job)
 
 
@@ -159,15 +161,18 @@ def _check_fits_model(svc: Services, job_request) -> None:
         raise ApiError.of("prompt_too_long", f"{field} is longer than the model's context allows", field)
 
 
-def _publish_or_fail(svc: Services, job_id: str, job_type: str) -> None:
-    """The row is committed first; if the broker is down the job fails visibly, never hangs."""
+def _publish(svc: Services, job_id: str, job_type: str) -> None:
+    """The committed row is the promise; the message only hurries it along.
+
+    With the broker down the job stays queued and is accepted all the same: the sweeper
+    publishes it as soon as the broker is back (published_at cleared = at its next sweep).
+    """
     try:
         svc.publisher.publish(job_id, job_type)
-    except BrokerUnavailable:
+    except BrokerUnavailable as exc:
+        log.warning("job %s accepted but not yet published (%s); the sweeper will publish it", job_id, exc)
         with svc.db.session() as session:
-            states.transition(session, job_id, states.FAILED, only_from={states.QUEUED},
-                              error_code="broker_unavailable", error_message="the job could not be queued")
-        raise ApiError.of("unavailable", "the job queue is unavailable; try again", "broker") from None
+            service.mark_unpublished(session, job_id)
 
 
 @jobs_api.get("/v1/jobs/<job_id>")

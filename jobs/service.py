@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs import states
@@ -41,9 +41,18 @@ def add_job(session: Session, job_type: str, params: dict, *, job_id: str | None
     job = Job(id=job_id or new_job_id(), owner=owner, type=job_type, status=states.QUEUED,
               params=fill_seed(params), input_key=input_key, progress=0.0,
               cancel_requested=False, attempts=0, idempotency_key=idempotency_key,
-              request_hash=request_hash, created_at=now, updated_at=now)
+              request_hash=request_hash, created_at=now, updated_at=now,
+              # Published right after this commit; should that never happen (a crash, the broker
+              # down), the sweeper publishes the job once this is requeue_after old.
+              published_at=now)
     session.add(job)
     return job
+
+
+def mark_unpublished(session: Session, job_id: str) -> None:
+    """The publish failed: let the sweeper publish this queued job at its next sweep."""
+    session.execute(update(Job).where(Job.id == job_id, Job.status == states.QUEUED)
+                    .values(published_at=None).execution_options(synchronize_session=False))
 
 
 def find_by_idempotency_key(session: Session, key: str, owner: str = LOCAL_OWNER) -> Job | None:

@@ -49,15 +49,15 @@ def test_database_down_is_503_json(tmp_path, tiny_checkpoint):
     assert ready.status_code == 503 and ready.json["checks"]["database"].startswith("down")
 
 
-def test_broker_down_fails_the_job_visibly(tmp_path, tiny_checkpoint, database_url):
+def test_broker_down_still_accepts_the_job_for_the_sweeper_to_publish(tmp_path, tiny_checkpoint, database_url):
     client = _app(tmp_path, tiny_checkpoint, database_url=database_url,
                   broker_url=f"redis://127.0.0.1:{DEAD_PORT}/0")
     response = client.post("/v1/jobs", json={"type": "generate", "prompt": "p"})
-    assert response.status_code == 503
-    assert response.json["error"] == {"code": "unavailable", "field": "broker",
-                                      "message": "the job queue is unavailable; try again"}
-    # Never a job left queued with no message behind it.
-    assert _rows(database_url) == [("failed", "broker_unavailable")]
+    # The committed row is the promise: the job is accepted and waits, marked unpublished, for
+    # the sweeper to publish it when the broker is back (tests/faults covers that part).
+    assert response.status_code == 202 and response.json["status"] == "queued"
+    assert _rows(database_url) == [("queued", None)]
+    assert _published_at(database_url) == [None]
 
 
 def test_unreadable_model_is_503_and_creates_nothing(tmp_path, database_url):
@@ -66,3 +66,8 @@ def test_unreadable_model_is_503_and_creates_nothing(tmp_path, database_url):
     response = client.post("/v1/jobs", json={"type": "generate", "prompt": "p"})
     assert response.status_code == 503 and response.json["error"]["field"] == "model"
     assert _rows(database_url) == []
+
+
+def _published_at(database_url):
+    with create_engine(database_url).connect() as connection:
+        return connection.execute(select(Job.published_at)).scalars().all()
