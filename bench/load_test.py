@@ -7,8 +7,13 @@ jobs ended, their end-to-end time, and how many were lost (accepted, then never 
 exit status is 0 only if nothing was lost, no submit failed and no job failed.
 
     janusq run &                                        # or any running stack
-    python bench/load_test.py --clients 8 --duration 15
+    python bench/load_test.py --clients 8 --duration 10
     JANUS_API_KEY=jq_... python bench/load_test.py --url http://127.0.0.1:8000
+
+With auth on, the key's rate limit (JANUS_RATE_LIMIT_PER_MINUTE, 600 by default) counts every
+submit and poll: give the stack under test a higher limit (0: none), or the 429s are the figure.
+A run that fills the tenant's JANUS_MAX_UNFINISHED_JOBS (1000) gets 429s too; fewer clients or
+a shorter --duration keep the queue below it.
 
 Standard library only, so it runs with any Python 3.11.
 """
@@ -119,11 +124,13 @@ def drain(api: Api, job_ids: list[str], timeout: float) -> tuple[dict[str, dict]
     while pending and time.monotonic() < deadline:
         still = []
         for job_id in pending:
-            status, job, _ = api.call("GET", f"/v1/jobs/{job_id}")
+            status, job, headers = api.call("GET", f"/v1/jobs/{job_id}")
             if status == 200 and job.get("status") in TERMINAL:
                 finished[job_id] = job
             else:
                 still.append(job_id)  # not final yet, a 404 (lost row) or a failed poll
+                if status == 429:
+                    time.sleep(min(float(headers.get("Retry-After", 1)), max(0.0, deadline - time.monotonic())))
         pending = still
         if pending:
             time.sleep(0.5)
@@ -204,7 +211,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--key", help="API key (default: $JANUS_API_KEY; none when auth is off)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent submitting clients (1-256)")
-    parser.add_argument("--duration", type=float, default=15, help="seconds of submitting (at most 3600)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds of submitting (at most 3600)")
     parser.add_argument("--max-jobs", type=int, default=0, help="stop submitting after this many (0: no cap)")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds each client waits between submits")
     parser.add_argument("--type", choices=("understand", "generate", "mixed"), default="understand",

@@ -51,6 +51,7 @@ def test_run_serves_a_job_and_ctrl_c_stops_everything(tmp_path, tiny_checkpoint)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base, process)
+        assert "auth is OFF" in (tmp_path / "run.log").read_text()  # loopback: said at start
         job = requests.post(base + "/v1/jobs", json={"type": "generate", "prompt": "hi", "num_images": 1},
                             timeout=30).json()
         deadline = time.monotonic() + 120
