@@ -19,20 +19,27 @@ from worker.claims import GENERATE, Claimed
 from worker.prepare import model_request
 from worker.progress import ProgressReporter
 from worker.results import store_result
+from worker.retry import LeaseKeeper, RetryPolicy
 
 log = logging.getLogger("worker.executor")
 
 
 class BatchRunner:
-    def __init__(self, db: Database, storage: Storage, model_provider: Callable, progress_interval: float):
+    def __init__(self, db: Database, storage: Storage, model_provider: Callable, progress_interval: float, *,
+                 worker_name: str = "", lease_seconds: float = 60, retry: RetryPolicy = RetryPolicy()):
         self.db, self.storage, self.model_provider = db, storage, model_provider
         self.progress_interval = progress_interval
+        self.worker_name, self.lease_seconds, self.retry = worker_name, lease_seconds, retry
 
     def run(self, batch: list[Claimed]) -> dict[str, str]:
-        """Runs claimed jobs of one type together; returns each job's final status by id."""
+        """Runs claimed jobs of one type together; returns each job's status by id afterwards."""
         info = batch_info(batch)
         log.info("batch %s of %d %s jobs (%d images): %s", info["id"], len(batch), batch[0].type,
                  info.get("images", 0), " ".join(job.id for job in batch))
+        with LeaseKeeper(self.db, self.worker_name, [job.id for job in batch], self.lease_seconds):
+            return self._run(batch, info)
+
+    def _run(self, batch: list[Claimed], info: dict) -> dict[str, str]:
         reporters = {job.id: ProgressReporter(self.db, job.id, self.progress_interval) for job in batch}
         statuses: dict[str, str] = {}
         try:
@@ -84,30 +91,43 @@ class BatchRunner:
     # -- finishing each job ----------------------------------------------------------------
     def _conclude(self, job: Claimed, outcome, reporter: ProgressReporter, info: dict) -> str:
         if isinstance(outcome, GenerationStopped):
-            return self._finish(job.id, states.CANCELED, reporter)
+            return self._finish(job, states.CANCELED, reporter)
         if isinstance(outcome, BaseException):
             return self._fail(job, reporter, outcome)
         try:
             result = store_result(job, outcome, self.storage)
         except Exception as exc:  # noqa: BLE001 - storage fails this job, the rest go on
             return self._fail(job, reporter, exc)
-        return self._finish(job.id, states.SUCCEEDED, reporter, result={**result, "batch": info}, progress=1.0)
+        # The result and the final status commit together, and only while this attempt is ours.
+        return self._finish(job, states.SUCCEEDED, reporter, result={**result, "batch": info}, progress=1.0)
 
     def _fail(self, job: Claimed, reporter: ProgressReporter, exc: BaseException) -> str:
-        log.error("job %s failed", job.id, exc_info=(type(exc), exc, exc.__traceback__))
-        return self._finish(job.id, states.FAILED, reporter, error_code=error_code_of(exc),
-                            error_message=str(exc)[:2000] or type(exc).__name__)
+        """Retry a transient fault later while attempts remain; else fail with the error kept."""
+        log.error("job %s attempt %d failed", job.id, job.attempt, exc_info=(type(exc), exc, exc.__traceback__))
+        error = {"error_code": error_code_of(exc), "error_message": str(exc)[:2000] or type(exc).__name__}
+        if self.retry.should_retry(exc, job.attempt):
+            delay = self.retry.delay(job.attempt)
+            with self.db.session() as session:
+                won = states.retry_later(session, job.id, self._holder(job), delay, **error)
+            if won:
+                log.info("job %s will be retried in %.1f s (attempt %d of %d)", job.id, delay, job.attempt + 1,
+                         self.retry.max_attempts)
+                return states.QUEUED
+        return self._finish(job, states.FAILED, reporter, **error)
 
-    def _finish(self, job_id: str, status: str, reporter: ProgressReporter, **fields) -> str:
+    def _finish(self, job: Claimed, status: str, reporter: ProgressReporter, **fields) -> str:
         with self.db.session() as session:
-            won = states.transition(session, job_id, status, only_from={states.RUNNING},
+            won = states.transition(session, job.id, status, only_from={states.RUNNING}, holder=self._holder(job),
                                     run_seconds=reporter.elapsed(), step_seconds=reporter.seconds_per_step(),
                                     **fields)
         if won:
-            log.info("job %s %s in %.2f s", job_id, status, reporter.elapsed())
+            log.info("job %s %s in %.2f s", job.id, status, reporter.elapsed())
         else:
-            log.warning("job %s left running before it could be marked %s", job_id, status)
+            log.warning("job %s is no longer this worker's attempt %d; not marked %s", job.id, job.attempt, status)
         return status
+
+    def _holder(self, job: Claimed) -> states.Holder:
+        return states.Holder(self.worker_name, job.attempt)
 
 
 def batch_info(batch: list[Claimed]) -> dict:
@@ -124,4 +144,8 @@ def error_code_of(exc: BaseException) -> str:
         return "time_limit"
     if name == "StorageError":
         return "storage_error"
+    if name == "OutOfMemoryError":
+        return "out_of_memory"
+    if name in ("OperationalError", "InterfaceError"):
+        return "database_error"
     return "model_error"

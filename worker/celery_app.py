@@ -1,10 +1,15 @@
 """The Celery worker app: one task that takes a job id and hands it to the executor."""
 from __future__ import annotations
 
-from celery.signals import worker_process_init, worker_shutting_down
+import os
+import socket
 
-from jobs.queue import TASK_NAME, make_celery
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+
+from jobs.db import Database
+from jobs.queue import TASK_NAME, Publisher, make_celery
 from jobs.settings import Settings
+from jobs.sweeper import Sweeper, SweeperLoop
 from worker.runtime import WorkerRuntime
 
 
@@ -21,9 +26,23 @@ def create_worker_app(settings: Settings):
         runtime.after_fork()
         runtime.model()
 
+    sweeper = sweeper_loop(settings)
+
+    @worker_ready.connect(weak=False)
+    def _start_sweeper(**_):
+        sweeper.start()  # in the main process; whichever worker holds the lock sweeps
+
     @worker_shutting_down.connect(weak=False)
     def _stop_draining(**_):
         runtime.stopping.set()  # the running task finishes its batch, then returns
+        sweeper.stop()
 
     app.janus_runtime = runtime
     return app
+
+
+def sweeper_loop(settings: Settings) -> SweeperLoop:
+    """Every worker runs the loop; the lock in the database lets one of them sweep at a time."""
+    sweeper = Sweeper(Database(settings.database), Publisher(settings), lease_seconds=settings.lease_seconds,
+                      requeue_after=settings.requeue_after, max_attempts=settings.max_attempts)
+    return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)

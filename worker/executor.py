@@ -17,6 +17,7 @@ from jobs.storage import Storage
 from worker.batch import BatchRunner, error_code_of
 from worker.claims import BatchLimits, Claimed, claim_batch, claim_next_batch
 from worker.progress import ProgressReporter
+from worker.retry import RetryPolicy
 
 __all__ = ["BatchLimits", "Claimed", "Executor", "ProgressReporter", "error_code_of"]
 
@@ -26,11 +27,12 @@ log = logging.getLogger(__name__)
 class Executor:
     def __init__(self, db: Database, storage: Storage, model_provider: Callable, worker_name: str,
                  progress_interval: float, *, limits: BatchLimits | None = None, drain_seconds: float = 0.0,
-                 should_stop: Callable[[], bool] = lambda: False):
+                 should_stop: Callable[[], bool] = lambda: False, retry: RetryPolicy = RetryPolicy()):
         self.db, self.worker_name = db, worker_name
         self.limits = limits or BatchLimits()
         self.drain_seconds, self.should_stop = drain_seconds, should_stop
-        self.runner = BatchRunner(db, storage, model_provider, progress_interval)
+        self.runner = BatchRunner(db, storage, model_provider, progress_interval, worker_name=worker_name,
+                                  lease_seconds=self.limits.lease_seconds, retry=retry)
 
     def run(self, job_id: str) -> str:
         """Returns the job's final status, or 'skipped' when the job was not claimable."""

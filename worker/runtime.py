@@ -12,6 +12,7 @@ from jobs.settings import Settings
 from jobs.storage import open_storage
 from worker.claims import BatchLimits
 from worker.executor import Executor
+from worker.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ class WorkerRuntime:
     def executor(self) -> Executor:
         name = f"{socket.gethostname()}:{os.getpid()}:{self.settings.device}"
         return Executor(self.db, self.storage, self.model, name, self.settings.progress_interval,
-                        limits=BatchLimits(self.settings.max_batch_images, self.settings.max_batch_answers),
-                        drain_seconds=self.drain_seconds, should_stop=self.stopping.is_set)
+                        limits=BatchLimits(self.settings.max_batch_images, self.settings.max_batch_answers,
+                                           self.settings.lease_seconds),
+                        drain_seconds=self.drain_seconds, should_stop=self.stopping.is_set,
+                        retry=RetryPolicy(self.settings.max_attempts, self.settings.retry_backoff))
 
     @property
     def drain_seconds(self) -> float:
