@@ -43,16 +43,17 @@ class Stack:
         self.wait_ready()
         return self
 
-    def start_worker(self, queues: str | None = None) -> subprocess.Popen:
+    def start_worker(self, queues: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """`env` adds worker-only settings (e.g. JANUS_MAX_BATCH_IMAGES) to the stack's."""
         args = ["worker"] + ([f"--queues={queues}"] if queues else [])
-        worker = self._spawn(f"worker{len(self.workers)}", *args)
+        worker = self._spawn(f"worker{len(self.workers)}", *args, env=env)
         self.workers.append(worker)
         return worker
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
-        return subprocess.Popen([sys.executable, "-m", "janusq", *args], env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen([sys.executable, "-m", "janusq", *args], env={**self.env, **(env or {})},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
