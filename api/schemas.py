@@ -272,7 +272,9 @@ class JobOut(_Out):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     metrics: JobMetrics
-    error: JobErrorOut | None = None
+    attempts: int = Field(0, ge=0, description="Runs started so far; a retried or recovered job has more than 1.")
+    error: JobErrorOut | None = Field(None, description="Why it failed; on a queued job, why its last attempt "
+                                                        "failed before the retry.")
     result: TextResult | ImagesResult | None = None
     urls: JobUrls
 

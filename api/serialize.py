@@ -26,6 +26,7 @@ def job_to_dict(job: Job, root: str) -> dict:
             "queue_seconds": _seconds(job.created_at, job.started_at),
             "run_seconds": round(job.run_seconds, 3) if job.run_seconds is not None else None,
         },
+        "attempts": job.attempts or 0,
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "result": _result(job, base),
         "urls": {"self": base, "cancel": f"{base}/cancel"},

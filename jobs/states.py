@@ -60,6 +60,9 @@ def transition(session: Session, job_id: str, target: str, *, only_from=None, ho
         values.setdefault("cancel_requested", False)
     if target != RUNNING:
         values.setdefault("lease_expires_at", None)
+    if target == SUCCEEDED:  # an earlier attempt's error is history once a later one succeeds
+        values.setdefault("error_code", None)
+        values.setdefault("error_message", None)
     statement = (
         update(Job)
         .where(Job.id == job_id, Job.status.in_(sorted(sources)), *(holder.conditions() if holder else ()))

@@ -16,6 +16,7 @@ from jobs import states
 from jobs.db import Database
 from jobs.storage import Storage
 from worker.claims import GENERATE, Claimed
+from worker.faults import crash_if_poisoned
 from worker.prepare import model_request
 from worker.progress import ProgressReporter
 from worker.results import store_result
@@ -37,6 +38,7 @@ class BatchRunner:
         log.info("batch %s of %d %s jobs (%d images): %s", info["id"], len(batch), batch[0].type,
                  info.get("images", 0), " ".join(job.id for job in batch))
         with LeaseKeeper(self.db, self.worker_name, [job.id for job in batch], self.lease_seconds):
+            crash_if_poisoned(batch)
             return self._run(batch, info)
 
     def _run(self, batch: list[Claimed], info: dict) -> dict[str, str]:
