@@ -146,3 +146,13 @@ def test_draining_stops_when_the_worker_shuts_down_or_time_is_up(database, stora
     executor(database, storage, model, limits=BatchLimits(answers=1), drain_seconds=0).run(ids[1])
     jobs = jobs_by_id(database)
     assert [jobs[i].status for i in ids] == ["succeeded", "succeeded", "queued"]
+
+
+def test_a_stale_message_still_takes_the_jobs_queued_since(database, storage, tiny_model):
+    first, second = add_understand(database, storage), add_understand(database, storage)
+    run = executor(database, storage, tiny_model, drain_seconds=60)
+    assert run.run(first) == "succeeded"  # took `second` along
+    late = add_understand(database, storage)  # queued behind `second`'s stale message
+    assert run.run(second) == "skipped"
+    assert jobs_by_id(database)[late].status == "succeeded"
+    assert run.run("no-such-job") == "skipped"
