@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from transformers.generation.streamers import BaseStreamer
 
 from janus_model.devices import resolve_device, resolve_dtype
 from janus_model.engine import DecodeEngine, EngineOptions
@@ -124,16 +125,31 @@ def engine_answer(subject: Subject, engine: DecodeEngine, new_tokens: int) -> di
     return _answer_record(record, len(tokens), clock.first, inputs)
 
 
+class FirstTokenStreamer(BaseStreamer):
+    """generate()'s streamer hook: put() gets the prompt, then each new token; time the first."""
+
+    def __init__(self, device: torch.device, started: float):
+        self.device, self.started, self.puts, self.first = device, started, 0, None
+
+    def put(self, value) -> None:
+        self.puts += 1
+        if self.puts == 2:
+            synchronize(self.device)
+            self.first = time.perf_counter() - self.started
+
+    def end(self) -> None:
+        pass
+
+
 def stock_answer(subject: Subject, new_tokens: int) -> dict:
     device = subject.model.device
     inputs = subject.understanding_inputs()
-    first = {}
-    with measured(device, first):
-        stock_answer_tokens(subject.model, inputs, 1)
+    stock_answer_tokens(subject.model, inputs, 2)  # warm-up
     record = {}
-    with measured(device, record):
-        tokens = stock_answer_tokens(subject.model, inputs, new_tokens)
-    return _answer_record(record, len(tokens), first["seconds"], inputs)
+    with measured(device, record) as started:
+        streamer = FirstTokenStreamer(device, started)
+        tokens = stock_answer_tokens(subject.model, inputs, new_tokens, streamer=streamer)
+    return _answer_record(record, len(tokens), streamer.first, inputs)
 
 
 def _answer_record(record: dict, tokens: int, first_token_seconds: float, inputs: dict) -> dict:

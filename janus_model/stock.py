@@ -18,11 +18,11 @@ def stock_image_tokens(model: JanusForConditionalGeneration, prompt_ids: torch.L
 
 @torch.inference_mode()
 def stock_answer_tokens(model: JanusForConditionalGeneration, inputs: dict, max_new_tokens: int,
-                        greedy: bool = True) -> torch.LongTensor:
+                        greedy: bool = True, streamer=None) -> torch.LongTensor:
     """The new tokens of text-mode `generate()` for one processed (image, question) prompt."""
     prompt_length = inputs["input_ids"].shape[1]
     # max_length rather than max_new_tokens: Janus' generate() fills in a default max_length and
     # would warn that both are set.
     sequences = model.generate(**inputs, max_length=prompt_length + max_new_tokens, do_sample=not greedy,
-                               min_length=0)
+                               min_length=0, streamer=streamer)
     return sequences[0, prompt_length:]
