@@ -18,7 +18,7 @@ from jobs.storage import Storage
 from worker.claims import GENERATE, Claimed
 from worker.faults import crash_if_poisoned
 from worker.prepare import model_request
-from worker.progress import ProgressReporter
+from worker.progress import BatchProgress, ProgressReporter
 from worker.results import store_result
 from worker.retry import LeaseKeeper, RetryPolicy
 
@@ -42,7 +42,7 @@ class BatchRunner:
             return self._run(batch, info)
 
     def _run(self, batch: list[Claimed], info: dict) -> dict[str, str]:
-        reporters = {job.id: ProgressReporter(self.db, job.id, self.progress_interval) for job in batch}
+        reporters = BatchProgress.reporters(self.db, [job.id for job in batch], self.progress_interval)
         statuses: dict[str, str] = {}
         try:
             ready = []

@@ -66,7 +66,7 @@ class Saboteur:
 
 
 def executor(database, storage, model, **kwargs) -> Executor:
-    return Executor(database, storage, lambda: model, "test-worker", 0.01, **kwargs)
+    return Executor(database, storage, lambda: model, "test-worker", 0.2, **kwargs)
 
 
 def test_queued_jobs_run_as_one_batch_each_with_its_own_result(database, storage, tiny_model):
