@@ -1,4 +1,4 @@
-"""`janusq`: run (all-in-one local service), serve (API), worker, migrate, keys (API keys)."""
+"""`janusq`: run (all-in-one local service), serve (API), worker, migrate, keys (API keys), bench."""
 from __future__ import annotations
 
 import argparse
@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     _add_keys_commands(commands)
+    _add_bench_command(commands)
     return parser
 
 
@@ -70,6 +71,25 @@ def _add_keys_commands(commands) -> None:
     revoke = actions.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key", metavar="ID_OR_PREFIX", help="the key's id or its prefix (jq_...)")
     revoke.set_defaults(handler=_keys_revoke)
+
+
+def _add_bench_command(commands) -> None:
+    from janusq import bench_queue
+
+    bench = commands.add_parser("bench", help="measurements; --queue: dispatch latency and gaps per broker")
+    bench.add_argument("--queue", action="store_true",
+                       help="start a worker per broker (embedded, Redis) and time what the queue adds to a job")
+    bench_queue.add_arguments(bench.add_argument_group("--queue options"))
+    bench.set_defaults(handler=_bench)
+
+
+def _bench(settings: Settings, args) -> int:
+    if args.queue:
+        from janusq import bench_queue
+
+        return bench_queue.main(settings, args)
+    print("janusq: bench needs a mode: --queue (model benchmarks: python -m janus_model.bench)", file=sys.stderr)
+    return 2
 
 
 def _overrides(args) -> dict:
