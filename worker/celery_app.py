@@ -8,7 +8,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 
 from jobs.db import Database
 from jobs.queue import TASK_NAME, Publisher, make_celery
-from jobs.settings import Settings
+from jobs.settings import QUEUES, Settings
 from jobs.sweeper import Sweeper, SweeperLoop
 from worker.runtime import WorkerRuntime
 
@@ -19,7 +19,7 @@ def create_worker_app(settings: Settings):
 
     @app.task(name=TASK_NAME)
     def run_job(job_id: str) -> str:
-        return runtime.executor().run(job_id)
+        return runtime.executor(served_job_types(app)).run(job_id)
 
     @worker_process_init.connect(weak=False)
     def _load_in_child(**_):
@@ -46,3 +46,9 @@ def sweeper_loop(settings: Settings) -> SweeperLoop:
     sweeper = Sweeper(Database(settings.database), Publisher(settings), lease_seconds=settings.lease_seconds,
                       requeue_after=settings.requeue_after, max_attempts=settings.max_attempts)
     return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)
+
+
+def served_job_types(app) -> tuple[str, ...]:
+    """The job types (queues) this worker consumes: `--queues`, selected before the pool forked."""
+    selected = app.amqp.queues.consume_from
+    return tuple(name for name in (selected or QUEUES) if name in QUEUES)

@@ -73,6 +73,19 @@ def claim_next_batch(session: Session, job_type: str, worker: str, limits: Batch
     return _fill(session, job_type, worker, limits, limits.cap(job_type), take_first_whatever_size=True)
 
 
+def claim_oldest_batch(session: Session, job_types: tuple[str, ...], worker: str,
+                       limits: BatchLimits) -> list[Claimed]:
+    """The next batch in arrival order across `job_types` (the queues a worker serves): a worker
+    draining one type must not starve the other."""
+    job_type = job_types[0] if len(job_types) == 1 else session.execute(
+        select(Job.type)
+        .where(Job.status == states.QUEUED, Job.type.in_(job_types), states.available(utcnow()))
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    return claim_next_batch(session, job_type, worker, limits) if job_type else []
+
+
 def _fill(session: Session, job_type: str, worker: str, limits: BatchLimits, room: int, *,
           take_first_whatever_size: bool = False) -> list[Claimed]:
     taken: list[Claimed] = []

@@ -2,7 +2,7 @@
 
 Celery's task is a thin wrapper around `Executor.run`, which tests can call directly. After the
 message's batch, the executor keeps claiming batches straight from the database while jobs of
-that type are queued (no broker round trip, so back-to-back jobs start within milliseconds),
+the types it serves are queued (oldest first) (no broker round trip, so back-to-back jobs start within milliseconds),
 for at most `drain_seconds` after the task started so that one task never nears its time limit.
 The messages of jobs taken this way are later dropped as "skipped" (and drain the queue too).
 """
@@ -18,7 +18,7 @@ from jobs.db import Database
 from jobs.models import Job
 from jobs.storage import Storage
 from worker.batch import BatchRunner, error_code_of
-from worker.claims import BatchLimits, Claimed, claim_batch, claim_next_batch
+from worker.claims import BatchLimits, Claimed, claim_batch, claim_oldest_batch
 from worker.progress import ProgressReporter
 from worker.retry import RetryPolicy
 
@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 class Executor:
     def __init__(self, db: Database, storage: Storage, model_provider: Callable, worker_name: str,
                  progress_interval: float, *, limits: BatchLimits | None = None, drain_seconds: float = 0.0,
-                 should_stop: Callable[[], bool] = lambda: False, retry: RetryPolicy = RetryPolicy()):
+                 should_stop: Callable[[], bool] = lambda: False, retry: RetryPolicy = RetryPolicy(),
+                 job_types: tuple[str, ...] = ()):
         self.db, self.worker_name = db, worker_name
+        # What this worker serves (its queues); draining takes the oldest queued job of any of them.
+        self.job_types = tuple(job_types)
         self.limits = limits or BatchLimits()
         self.drain_seconds, self.should_stop = drain_seconds, should_stop
         self.runner = BatchRunner(db, storage, model_provider, progress_interval, worker_name=worker_name,
@@ -53,11 +56,13 @@ class Executor:
         return status
 
     def drain(self, job_type: str, started: float | None = None) -> int:
-        """Runs batches of queued `job_type` jobs until none is left or time is up; returns how many."""
+        """Runs batches of queued jobs (of `job_type` and the other types this worker serves, oldest
+        first) until none is left or time is up; returns how many batches."""
         started = time.monotonic() if started is None else started
+        types = tuple(dict.fromkeys((job_type, *self.job_types)))
         count = 0
         while time.monotonic() - started < self.drain_seconds and not self.should_stop():
-            batch = self._claim(lambda session: claim_next_batch(session, job_type, self.worker_name, self.limits))
+            batch = self._claim(lambda session: claim_oldest_batch(session, types, self.worker_name, self.limits))
             if not batch:
                 break
             self.runner.run(batch)

@@ -41,13 +41,14 @@ class WorkerRuntime:
                 self._model.engine.warm_up(self.settings.max_batch_images)
             return self._model
 
-    def executor(self) -> Executor:
+    def executor(self, job_types: tuple[str, ...] = ()) -> Executor:
         name = f"{socket.gethostname()}:{os.getpid()}:{self.settings.device}"
         return Executor(self.db, self.storage, self.model, name, self.settings.progress_interval,
                         limits=BatchLimits(self.settings.max_batch_images, self.settings.max_batch_answers,
                                            self.settings.lease_seconds),
                         drain_seconds=self.drain_seconds, should_stop=self.stopping.is_set,
-                        retry=RetryPolicy(self.settings.max_attempts, self.settings.retry_backoff))
+                        retry=RetryPolicy(self.settings.max_attempts, self.settings.retry_backoff),
+                        job_types=job_types)
 
     @property
     def drain_seconds(self) -> float:

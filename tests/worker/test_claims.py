@@ -116,3 +116,17 @@ def test_concurrent_workers_never_claim_the_same_job(database):
     jobs = rows(database)
     assert all(jobs[i].status == "running" and jobs[i].attempts == 1 for i in ids)
     assert all(jobs[i].worker == name for name, batch in claimed.items() for i in batch)
+
+
+def test_the_next_batch_is_of_the_type_of_the_oldest_queued_job(database):
+    from worker.claims import claim_oldest_batch
+
+    understand = add(database, "understand", age=30)
+    generate = [add(database, age=20), add(database, age=10)]
+    with database.session() as session:
+        assert [j.id for j in claim_oldest_batch(session, ("generate", "understand"), "w1", LIMITS)] == [understand]
+    with database.session() as session:
+        assert [j.id for j in claim_oldest_batch(session, ("generate", "understand"), "w1", LIMITS)] == generate
+    add(database, "understand", age=5)
+    with database.session() as session:  # a worker serving only generate never takes it
+        assert claim_oldest_batch(session, ("generate",), "w1", LIMITS) == []

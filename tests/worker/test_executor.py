@@ -156,3 +156,14 @@ def test_a_stale_message_still_takes_the_jobs_queued_since(database, storage, ti
     assert run.run(second) == "skipped"
     assert jobs_by_id(database)[late].status == "succeeded"
     assert run.run("no-such-job") == "skipped"
+
+
+def test_draining_serves_every_type_of_the_worker_oldest_first(database, storage, tiny_model):
+    first = add_understand(database, storage)
+    add_generate(database)
+    add_understand(database, storage)  # queued after the generate job, so it runs after it
+    model = Saboteur(tiny_model)
+    limits = BatchLimits(answers=1)
+    executor(database, storage, model, limits=limits, drain_seconds=60, job_types=("generate", "understand")).run(first)
+    assert model.calls == [["What is it?"], ["a fox"], ["What is it?"]]
+    assert all(job.status == "succeeded" for job in jobs_by_id(database).values())
