@@ -256,7 +256,7 @@ def emit(record: dict) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="janusq bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="tiny", help="tiny, janus-1.3b, janus-pro-7b (comma-separated)")
-    p.add_argument("--checkpoint", default="var/models/tiny", help="the tiny checkpoint's folder")
+    p.add_argument("--checkpoint", default="var/models/janus-tiny", help="the tiny checkpoint's folder")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--images", default="1,16", help="one-job image counts to time")

@@ -10,6 +10,9 @@ from jobs.settings import QUEUES, Settings, SettingsError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"] and "--queue" not in argv:
+        return _bench_model(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -76,7 +79,8 @@ def _add_keys_commands(commands) -> None:
 def _add_bench_command(commands) -> None:
     from janusq import bench_queue
 
-    bench = commands.add_parser("bench", help="measurements; --queue: dispatch latency and gaps per broker")
+    bench = commands.add_parser("bench", help="model benchmark (stock vs engine; see `janusq bench --help`); "
+                                              "--queue: dispatch latency and gaps per broker")
     bench.add_argument("--queue", action="store_true",
                        help="start a worker per broker (embedded, Redis) and time what the queue adds to a job")
     bench_queue.add_arguments(bench.add_argument_group("--queue options"))
@@ -88,8 +92,22 @@ def _bench(settings: Settings, args) -> int:
         from janusq import bench_queue
 
         return bench_queue.main(settings, args)
-    print("janusq: bench needs a mode: --queue (model benchmarks: python -m janus_model.bench)", file=sys.stderr)
-    return 2
+    return _bench_model([])
+
+
+def _bench_model(argv: list[str]) -> int:
+    """`janusq bench [options]`: the model benchmark (janus_model/bench.py; --help lists options).
+
+    Its options are its own (it also runs alone on a bare GPU machine), so they are passed
+    through untouched; the tiny checkpoint defaults to the one JANUS_DATA_DIR holds.
+    """
+    from janus_model.bench import main as bench_main
+
+    if not any(arg.startswith("--checkpoint") for arg in argv):
+        settings = load_settings(model="tiny")
+        prepare_model(settings)
+        argv = ["--checkpoint", settings.model_source, *argv]
+    return bench_main(argv)
 
 
 def _overrides(args) -> dict:

@@ -1,4 +1,4 @@
-"""The model benchmark's CPU smoke run: every measurement line parses and carries its figures."""
+"""`janusq bench`, the model benchmark, on the CPU: every measurement line parses and carries its figures."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ import sys
 
 def test_quick_cpu_bench_prints_stock_and_engine_figures(tiny_checkpoint):
     result = subprocess.run(
-        [sys.executable, "-m", "janus_model.bench", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+        [sys.executable, "-m", "janusq", "bench", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
          "--quick"],
         capture_output=True, text=True, timeout=600, check=True,
     )
