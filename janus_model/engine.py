@@ -20,10 +20,13 @@ from janus_model.step_runner import RunnerCache
 log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-PROMPT_WIDTH_STEP = 32
-NEW_TOKEN_STEP = 64
-# A typical generation prompt (format + a sentence or two) fits this width; warm-up uses it.
+PROMPT_WIDTH_STEP = 64  # coarse, so that most prompts land on a shape warm-up captured
+MIN_NEW_TOKEN_ROOM = 64  # answers get room for 64, 128, 256, ... new tokens: few shapes to capture
+# What warm-up captures: a generation prompt of a sentence or two, and an understanding prompt
+# (576 image tokens + a question) with the API's default answer length.
 TYPICAL_PROMPT_WIDTH = 64
+TYPICAL_QUESTION_WIDTH = 576 + 64
+TYPICAL_ANSWER_TOKENS = 256
 VQ_DECODE_MAX_CHUNK = 4
 
 
@@ -64,7 +67,12 @@ class DecodeEngine:
         return round_up(longest, PROMPT_WIDTH_STEP) if self.padded else longest
 
     def new_token_room(self, longest: int) -> int:
-        return round_up(longest, NEW_TOKEN_STEP) if self.padded else longest
+        if not self.padded:
+            return longest
+        room = MIN_NEW_TOKEN_ROOM
+        while room < longest:
+            room *= 2
+        return room
 
     def runner(self, mode, samples: int, cache_length: int):
         cache_bytes = samples * mode.rows_per_sample * cache_length * kv_bytes_per_position(mode)
@@ -94,27 +102,35 @@ class DecodeEngine:
                                 self.model.config.text_config.hidden_size, self._element_size())
 
     def _fit(self, per_sample: int) -> int:
-        fit = max(1, self.budget // per_sample)
-        if self.padded and fit >= BATCH_BUCKETS[0]:
-            # Never plan a batch whose bucket would not fit.
-            fit = BATCH_BUCKETS[max(0, bisect.bisect_right(BATCH_BUCKETS, fit) - 1)] if fit <= BATCH_BUCKETS[-1] else fit
-        return int(fit)
+        fit = int(max(1, self.budget // per_sample))
+        if self.padded and fit <= BATCH_BUCKETS[-1]:
+            # A batch is padded up to its bucket: plan none whose bucket would not fit.
+            fit = BATCH_BUCKETS[bisect.bisect_right(BATCH_BUCKETS, fit) - 1]
+        return fit
 
     def _element_size(self) -> int:
         return torch.empty((), dtype=self.model.dtype).element_size()
 
     # ---- warm-up ----------------------------------------------------------------------------
 
-    def warm_up(self, max_images: int) -> list[int]:
-        """Capture (and compile) the image step of every bucket up to max_images; returns the buckets."""
+    @torch.inference_mode()
+    def warm_up(self, max_images: int, max_answers: int) -> list[tuple[str, int]]:
+        """Capture (and compile) the step of every batch bucket up to the worker's caps, for
+        typical prompt shapes, before the first job; returns the (mode, batch size) pairs."""
         if not self.padded:
             return []
-        capacity = self.image_capacity(TYPICAL_PROMPT_WIDTH)
-        buckets = [size for size in BATCH_BUCKETS if size <= min(max_images, capacity)]
-        for size in buckets:
-            self.runner(self.image_mode, size, TYPICAL_PROMPT_WIDTH + self.image_token_count)
-        log.info("decode step ready for image batches of %s", buckets)
-        return buckets
+        image_cache = TYPICAL_PROMPT_WIDTH + self.image_token_count
+        answer_cache = TYPICAL_QUESTION_WIDTH + self.new_token_room(TYPICAL_ANSWER_TOKENS)
+        plans = [(self.image_mode, image_cache, min(max_images, self.image_capacity(TYPICAL_PROMPT_WIDTH))),
+                 (self.text_mode, answer_cache,
+                  min(max_answers, self.answer_capacity(TYPICAL_QUESTION_WIDTH, TYPICAL_ANSWER_TOKENS)))]
+        ready = []
+        for mode, cache_length, largest in plans:
+            for size in (size for size in BATCH_BUCKETS if size <= largest):
+                self.runner(mode, size, cache_length)
+                ready.append((type(mode).__name__, size))
+        log.info("decode steps ready: %s", ready)
+        return ready
 
 
 def _as_list(value) -> list[int]:

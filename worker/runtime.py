@@ -38,7 +38,7 @@ class WorkerRuntime:
                                          dtype=self.settings.dtype, options=engine_options(self.settings))
                 log.info("model loaded on %s", self._model.device)
                 # CUDA graphs (and compiled kernels) of each image batch size, built before the first job.
-                self._model.engine.warm_up(self.settings.max_batch_images)
+                self._model.engine.warm_up(self.settings.max_batch_images, self.settings.max_batch_answers)
             return self._model
 
     def executor(self, job_types: tuple[str, ...] = ()) -> Executor:

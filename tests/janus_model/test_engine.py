@@ -148,3 +148,13 @@ def test_compiled_step_gives_the_same_tokens(tiny_model, alone):
     """JANUS_COMPILE: torch.compile of the step (inductor on the CPU here) changes no token."""
     compiled = variant(tiny_model, compile=True, bucketed=True)
     assert torch.equal(compiled.generate_image_tokens_batch([CAT])[0], alone[CAT.prompt])
+
+
+def test_warm_up_builds_every_bucket_once_and_later_batches_reuse_them(tiny_model, photo):
+    warm = variant(tiny_model, bucketed=True)
+    ready = warm.engine.warm_up(max_images=4, max_answers=2)
+    assert ready == [("ImageMode", 1), ("ImageMode", 2), ("ImageMode", 4), ("TextMode", 1), ("TextMode", 2)]
+    built = dict(warm.engine.runners.runners)
+    warm.generate_image_tokens_batch([CAT, LIGHTHOUSE])  # 3 images: bucket 4, a typical short prompt
+    warm.answer_tokens_batch([AnswerRequest(photo, "What is this?", max_new_tokens=20, temperature=0)])
+    assert dict(warm.engine.runners.runners) == built  # nothing new was built
