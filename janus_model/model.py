@@ -49,13 +49,7 @@ class JanusModel:
     @torch.inference_mode()
     def generate_image_tokens_batch(self, requests: list[ImageRequest]) -> list[torch.LongTensor | BaseException]:
         """Each request's [num_images, 576] VQ codes, or the exception that ended that request."""
-        outcomes: list = [None] * len(requests)
-        prompts = {}
-        for index, request in enumerate(requests):
-            try:
-                prompts[index] = self._image_prompt(request)
-            except ValueError as exc:
-                outcomes[index] = exc
+        outcomes, prompts = _prepare_each(requests, self._image_prompt)
         live = list(prompts)
         if not live:
             return outcomes
@@ -125,13 +119,7 @@ class JanusModel:
     @torch.inference_mode()
     def answer_tokens_batch(self, requests: list[AnswerRequest]) -> list[torch.LongTensor | BaseException]:
         """Each request's new token ids (end-of-text included when reached), or its exception."""
-        outcomes: list = [None] * len(requests)
-        rows = {}
-        for index, request in enumerate(requests):
-            try:
-                rows[index] = self._text_row(request)
-            except ValueError as exc:
-                outcomes[index] = exc
+        outcomes, rows = _prepare_each(requests, self._text_row)
         live = list(rows)
         if not live:
             return outcomes
@@ -182,6 +170,18 @@ class JanusModel:
     def _check_fits(self, positions: int, what: str) -> None:
         if positions > self.context_length:
             raise ValueError(f"{what} need {positions} positions, the model has {self.context_length}")
+
+
+def _prepare_each(requests: list, prepare) -> tuple[list, dict]:
+    """(outcomes with each refused request's ValueError in place, {index: prepared input} of the rest)."""
+    outcomes: list = [None] * len(requests)
+    prepared = {}
+    for index, request in enumerate(requests):
+        try:
+            prepared[index] = prepare(request)
+        except ValueError as exc:
+            outcomes[index] = exc
+    return outcomes, prepared
 
 
 def _split(codes: torch.LongTensor | None, parts: list[Slice]) -> list[torch.Tensor | None]:

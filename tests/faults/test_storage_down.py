@@ -4,9 +4,17 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
 from tests.faults.conftest import figure
 from tests.faults.network import TcpProxy
 from tests.s3server import DUMMY_AWS_ENV, create_bucket
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch):
+    for name, value in DUMMY_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 def s3_stack(make_stack, s3_server):
@@ -18,10 +26,7 @@ def s3_stack(make_stack, s3_server):
     return stack, proxy
 
 
-def test_a_result_write_that_fails_is_retried_and_completes_when_storage_returns(make_stack, s3_server,
-                                                                                 monkeypatch):
-    for name, value in DUMMY_AWS_ENV.items():
-        monkeypatch.setenv(name, value)
+def test_a_result_write_that_fails_is_retried_and_completes_when_storage_returns(make_stack, s3_server):
     stack, proxy = s3_stack(make_stack, s3_server)
     try:
         job_id = stack.submit(type="generate", prompt="a storm", num_images=2, seed=1).json()["id"]
@@ -41,9 +46,7 @@ def test_a_result_write_that_fails_is_retried_and_completes_when_storage_returns
         proxy.down()
 
 
-def test_a_result_write_that_keeps_failing_fails_after_its_attempts(make_stack, s3_server, monkeypatch):
-    for name, value in DUMMY_AWS_ENV.items():
-        monkeypatch.setenv(name, value)
+def test_a_result_write_that_keeps_failing_fails_after_its_attempts(make_stack, s3_server):
     stack, proxy = s3_stack(make_stack, s3_server)
     try:
         job_id = stack.submit(type="generate", prompt="a storm", num_images=1, seed=1).json()["id"]

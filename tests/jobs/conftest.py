@@ -24,3 +24,20 @@ def aws_test_env(tmp_path_factory):
 def moto_server(aws_test_env):
     with MotoServer() as server:
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """A migrated database of each kind, emptied afterwards (jobs and locks)."""
+    from jobs.db import Database
+    from jobs.migrate import upgrade
+    from jobs.models import Job, Lock
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    upgrade(url)
+    database = Database(url)
+    yield database
+    with database.session() as session:
+        session.query(Job).delete()
+        session.query(Lock).delete()
+    database.engine.dispose()

@@ -5,20 +5,7 @@ import pytest
 from sqlalchemy import inspect
 
 from jobs import service, states
-from jobs.db import Database
-from jobs.migrate import upgrade
 from jobs.models import Job
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    upgrade(url)
-    database = Database(url)
-    yield database
-    with database.session() as session:
-        session.query(Job).delete()
-    database.engine.dispose()
 
 
 def _new(db, job_type="generate", **params) -> str:

@@ -3,12 +3,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from jobs import service, states
-from jobs.db import Database
-from jobs.migrate import upgrade
-from jobs.models import Job, Lock, utcnow
+from jobs.models import Job, utcnow
 from jobs.sweeper import SWEEPER_LOCK, Sweeper, SweeperLoop, hold_lock
 
 
@@ -23,18 +19,6 @@ class RecordingPublisher:
         if self.fail:
             raise RuntimeError("broker down")
         self.sent.append((job_id, job_type))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    upgrade(url)
-    database = Database(url)
-    yield database
-    with database.session() as session:
-        session.query(Job).delete()
-        session.query(Lock).delete()
-    database.engine.dispose()
 
 
 def new_job(db, published_ago: float | None = 0.0, job_type: str = "generate") -> str:
