@@ -15,7 +15,7 @@ import torch
 from transformers import JanusForConditionalGeneration, StaticCache
 
 from janus_model.padding import PaddedPrompts, prefill_mask
-from janus_model.sampling import choose_tokens
+from janus_model.sampling import NoiseStreams, choose_tokens, inverse_temperatures
 
 
 class ImageMode:
@@ -124,6 +124,16 @@ def prefill(mode, state: StepState, embeddings: torch.Tensor, prompts: PaddedPro
     state.position_ids.copy_(prompts.lengths.unsqueeze(-1))
     state.write_index.fill_(width)
     return output.last_hidden_state[:, -1]
+
+
+def begin_sampling(mode, state: StepState, rows, **per_row: list[float]) -> NoiseStreams:
+    """Load each row's temperature (and its cfg_weight or top_p) into the state; returns the
+    rows' noise streams (none for greedy rows)."""
+    device = state.tokens.device
+    state.set_sampling(inverse_temperatures([row.temperature for row in rows], device),
+                       **{name: torch.tensor([[value] for value in values], device=device)
+                          for name, values in per_row.items()})
+    return NoiseStreams([row.seed if row.temperature > 0 else None for row in rows], mode.vocab_size, device)
 
 
 def pick(mode, state: StepState, hidden: torch.Tensor) -> None:

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from janus_model.decode_step import pick, prefill
+from janus_model.decode_step import begin_sampling, pick, prefill
 from janus_model.padding import left_pad
-from janus_model.sampling import NoiseStreams, inverse_temperatures
 
 # on_step(done) is called after each of the 576 tokens; False ends the batch early.
 StepCallback = Callable[[int], bool]
@@ -49,14 +48,8 @@ def generate_codes(engine, rows: list[ImageRow], on_step: StepCallback) -> torch
 
     runner = engine.runner(mode, samples, width + total)
     state = runner.state
-    device = state.tokens.device
-    state.set_sampling(
-        inverse_temperatures([row.temperature for row in padded_rows], device),
-        cfg_weight=torch.tensor([[row.cfg_weight] for row in padded_rows], device=device),
-    )
-    noise = NoiseStreams([row.seed if row.temperature > 0 else None for row in padded_rows],
-                         mode.vocab_size, device)
-    codes = torch.empty((samples, total), dtype=torch.long, device=device)
+    noise = begin_sampling(mode, state, padded_rows, cfg_weight=[row.cfg_weight for row in padded_rows])
+    codes = torch.empty((samples, total), dtype=torch.long, device=state.tokens.device)
 
     hidden = prefill(mode, state, engine.model.get_input_embeddings()(prompts.ids), prompts)
     noise.fill(state.noise)

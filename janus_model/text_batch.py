@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from janus_model.decode_step import pick, prefill
+from janus_model.decode_step import begin_sampling, pick, prefill
 from janus_model.padding import left_pad
-from janus_model.sampling import NoiseStreams, inverse_temperatures
 
 StepCallback = Callable[[int], bool]
 
@@ -51,12 +50,7 @@ def generate_answers(engine, rows: list[TextRow], on_step: StepCallback) -> list
     runner = engine.runner(mode, samples, width + engine.new_token_room(longest))
     state = runner.state
     device = state.tokens.device
-    state.set_sampling(
-        inverse_temperatures([row.temperature for row in padded_rows], device),
-        top_p=torch.tensor([[row.top_p] for row in padded_rows], device=device),
-    )
-    noise = NoiseStreams([row.seed if row.temperature > 0 else None for row in padded_rows],
-                         mode.vocab_size, device)
+    noise = begin_sampling(mode, state, padded_rows, top_p=[row.top_p for row in padded_rows])
     pixels = torch.cat([row.pixel_values for row in padded_rows]).to(device, engine.model.dtype)
     generated = torch.empty((samples, longest), dtype=torch.long, device=device)
 

@@ -38,11 +38,9 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, db: Database, publisher, *, lease_seconds: float, requeue_after: float,
-                 max_attempts: int):
+    def __init__(self, db: Database, publisher, *, requeue_after: float, max_attempts: int):
         self.db, self.publisher = db, publisher
         self.requeue_after, self.max_attempts = requeue_after, max_attempts
-        self.lease_seconds = lease_seconds
 
     def sweep(self, now: datetime | None = None) -> SweepReport:
         now = now or utcnow()

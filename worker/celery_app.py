@@ -43,7 +43,7 @@ def create_worker_app(settings: Settings):
 
 def sweeper_loop(settings: Settings) -> SweeperLoop:
     """Every worker runs the loop; the lock in the database lets one of them sweep at a time."""
-    sweeper = Sweeper(Database(settings.database), Publisher(settings), lease_seconds=settings.lease_seconds,
+    sweeper = Sweeper(Database(settings.database), Publisher(settings),
                       requeue_after=settings.requeue_after, max_attempts=settings.max_attempts)
     return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)
 

@@ -26,12 +26,18 @@ def s3_stack(make_stack, s3_server):
     return stack, proxy
 
 
+def storage_down_while_running(stack, proxy, num_images: int) -> str:
+    """Submit a generate job and take storage away once it runs (before its results are written)."""
+    job_id = stack.submit(type="generate", prompt="a storm", num_images=num_images, seed=1).json()["id"]
+    stack.wait(job_id, until=lambda job: job["status"] == "running")
+    proxy.down()
+    return job_id
+
+
 def test_a_result_write_that_fails_is_retried_and_completes_when_storage_returns(make_stack, s3_server):
     stack, proxy = s3_stack(make_stack, s3_server)
     try:
-        job_id = stack.submit(type="generate", prompt="a storm", num_images=2, seed=1).json()["id"]
-        stack.wait(job_id, until=lambda job: job["status"] == "running")
-        proxy.down()
+        job_id = storage_down_while_running(stack, proxy, num_images=2)
         retrying = stack.wait(job_id, until=lambda job: job["status"] == "queued" and job["attempts"] >= 1,
                               timeout=60)
         assert retrying["error"]["code"] == "storage_error"  # why it is waiting, visible meanwhile
@@ -49,9 +55,7 @@ def test_a_result_write_that_fails_is_retried_and_completes_when_storage_returns
 def test_a_result_write_that_keeps_failing_fails_after_its_attempts(make_stack, s3_server):
     stack, proxy = s3_stack(make_stack, s3_server)
     try:
-        job_id = stack.submit(type="generate", prompt="a storm", num_images=1, seed=1).json()["id"]
-        stack.wait(job_id, until=lambda job: job["status"] == "running")
-        proxy.down()
+        job_id = storage_down_while_running(stack, proxy, num_images=1)
         started = time.monotonic()
         final = stack.wait(job_id, timeout=120)
         figure(f"storage down for good: failed after {final['attempts']} attempts, "

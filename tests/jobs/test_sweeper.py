@@ -29,7 +29,7 @@ def new_job(db, published_ago: float | None = 0.0, job_type: str = "generate") -
 
 
 def sweeper(db, publisher, max_attempts=3) -> Sweeper:
-    return Sweeper(db, publisher, lease_seconds=30, requeue_after=10, max_attempts=max_attempts)
+    return Sweeper(db, publisher, requeue_after=10, max_attempts=max_attempts)
 
 
 def job(db, job_id) -> Job:
