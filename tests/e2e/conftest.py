@@ -30,6 +30,9 @@ def distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url
         "JANUS_STORAGE_URL": s3_storage_url,
         "JANUS_S3_ENDPOINT_URL": s3_server.endpoint_url,
         "JANUS_MODEL": str(tiny_checkpoint),
+        # One 16-image job fills a batch: tests that need both workers busy (cancel a queued job)
+        # would otherwise see one worker take two such jobs and the other start the job meant to wait.
+        "JANUS_MAX_BATCH_IMAGES": "16",
         **DUMMY_AWS_ENV,
     }
     stack = Stack(env, tmp_path_factory.mktemp("logs"))

@@ -5,6 +5,7 @@ import requests
 
 from tests.e2e.helpers import data_url, fetch_image, png_bytes
 
+# 16 images, the distributed stack's batch cap: each keeps a worker busy on its own.
 LONG_JOB = {"type": "generate", "prompt": "a long job to cancel", "num_images": 16}
 
 
