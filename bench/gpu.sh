@@ -1,31 +1,53 @@
 #!/usr/bin/env bash
-# The GPU benchmark set of issue 3, on one H100 or H200, in under 6 minutes:
-#   stock transformers generate() and our engine, bf16, random weights at the real sizes.
+# The GPU checks of the engine, on one H100 or H200, in about 5 minutes: the smoke test first,
+# then stock transformers generate() and our engine, bf16, random weights at the real sizes.
+#
 # With the device tool (no network there; carry the transformers 5.23.0 wheel in .whl/):
-#   mkdir -p .whl && pip download --no-deps -d .whl transformers==5.23.0 \
-#       --python-version 3.12 --only-binary=:all:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 -d .whl transformers==5.23.0
 #   run: bash bench/gpu.sh            (carry: [".whl"], timeout_s: 480)
-# Prints JSON lines; copy them into BENCHMARKS.md with the date, device and commit.
-set -euo pipefail
+# Prints JSON lines (and writes them to $OUT/bench.jsonl when OUT is set); copy them into
+# BENCHMARKS.md with the date, device and commit. Every step runs, and prints what it measured,
+# even when an earlier one failed; each ends with a {"bench": "step", ...} line with its status.
+set -uo pipefail
 cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/janus-gpu-bench}
+mkdir -p "$out"
+log="$out/bench.jsonl"
 
-if ! python -c 'import sys, transformers; sys.exit(transformers.__version__ != "5.23.0")' 2>/dev/null; then
-    pip install -q --no-deps --no-index .whl/transformers-5.23.0-*.whl
+# The GPU machine's recipe: its own python3 (with torch), the carried wheels in a target folder.
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || echo '{"bench": "step", "name": "install", "status": "failed"}'
+    export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/janus-inductor}"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-echo "{\"bench\": \"run\", \"date\": \"$(date -u +%FT%TZ)\", \"commit\": \"$commit\"}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+dirty=$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo "+changes" || true)
+echo "{\"bench\": \"run\", \"date\": \"$(date -u +%FT%TZ)\", \"commit\": \"$commit$dirty\", \"gpu\": \"$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null)\", \"torch\": \"$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null)\", \"transformers\": \"$(python3 -c 'import transformers; print(transformers.__version__)' 2>/dev/null)\"}" | tee -a "$log"
 
-# Janus-1.3B: one 1-image job, one 16-image job, four 8-image jobs in one batch, understanding.
-timeout 220 python -m janus_model.bench --model janus-1.3b --device cuda \
-    --images 1,16 --stock-images 1,16 --jobs 4x8 --answer-tokens 128
-# Janus-Pro-7B: one 16-image job, planned to stay under 22 GB (the 24 GB-card case).
-timeout 160 python -m janus_model.bench --model janus-pro-7b --device cuda \
-    --images 16 --stock-images 16 --answer-tokens 0 --memory-cap-gb 22
-# Optional, when time is left: the same 1.3B set with torch.compile inside the graphs
-# (about a minute of warm-up per batch shape).
-if [ "${JANUS_BENCH_COMPILE:-0}" = 1 ]; then
-    timeout 300 python -m janus_model.bench --model janus-1.3b --device cuda --compile \
-        --images 16 --jobs 4x8 --skip-stock --answer-tokens 128
-fi
+step() {  # step NAME SECONDS COMMAND...: run it, keep its JSON lines, report how it ended
+    local name=$1 limit=$2 started rc
+    shift 2
+    started=$(date +%s)
+    timeout "$limit" "$@" 2>"$out/$name.err" | tee -a "$log"
+    rc=${PIPESTATUS[0]}
+    echo "{\"bench\": \"step\", \"name\": \"$name\", \"rc\": $rc, \"seconds\": $(( $(date +%s) - started ))}" | tee -a "$log"
+    [ "$rc" = 0 ] || tail -n 25 "$out/$name.err"
+}
+
+step smoke 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/janus_model/test_gpu.py
+# Stock transformers in its own process: nothing of the engine's is resident while it runs.
+step stock-1.3b 120 python3 -m janus_model.bench --model janus-1.3b --device cuda --path stock \
+    --stock-images "${STOCK_IMAGES:-16}" --answer-tokens 128
+# The engine, each variant on the same model: graphs only, graphs + compiled kernels, and with
+# transformers' eager attention arithmetic instead of SDPA.
+step engine-1.3b 300 python3 -m janus_model.bench --model janus-1.3b --device cuda --path engine \
+    --images 1,16 --jobs 4x8 --answer-tokens 128 ${ENGINE_VARIANTS:---variant graphs=1,compile=0 --variant graphs=1,compile=1 --variant graphs=1,compile=1,attention=eager}
+# Janus-Pro-7B, one 16-image job planned to keep everything under 22 GB (the 24 GB-card case).
+step engine-7b 150 python3 -m janus_model.bench --model janus-pro-7b --device cuda --path engine \
+    --images 16 --answer-tokens 0 --memory-cap-gb 22 ${ENGINE_7B_VARIANT:---compile}

@@ -3,10 +3,18 @@
 A job bigger than what fits in memory is split across consecutive batches (its images keep
 their own seeds, so the split does not change them). Each job keeps its own progress callback:
 a job whose callback says stop leaves the batch (its rows finish as ballast, their output is
-dropped) while the others go on.
+dropped) while the others go on. The service and the benchmark both run jobs through
+`image_codes_for_jobs` and `answers_for_jobs`, so the benchmark plans exactly as the service does.
 """
 
 from dataclasses import dataclass
+
+import torch
+
+from janus_model.errors import GenerationStopped
+from janus_model.image_batch import ImageRow, generate_codes
+from janus_model.sampling import row_seed
+from janus_model.text_batch import generate_answers
 
 
 @dataclass(frozen=True)
@@ -73,3 +81,61 @@ def step_reporter(jobs: list[JobProgress], batch: list[Slice], steps_for):
 
     return on_step
 
+
+
+def image_codes_for_jobs(engine, requests: list, prompts: dict[int, torch.LongTensor]) -> dict:
+    """{index: [num_images, 576] codes or GenerationStopped} for the requests whose prompt ids
+    are in `prompts` (the others were refused before the engine)."""
+    live = list(prompts)
+    if not live:
+        return {}
+    capacity = engine.image_capacity(max(len(ids) for ids in prompts.values()))
+    batches = plan_batches([requests[index].num_images for index in live], capacity)
+    steps = engine.image_token_count
+    jobs = [JobProgress(requests[index].progress, count * steps)
+            for index, count in zip(live, batch_counts(batches, len(live)))]
+    codes: dict[int, list[torch.Tensor]] = {index: [] for index in live}
+    for batch in batches:
+        active = [part for part in batch if not jobs[part.request].stopped]
+        if not active:
+            continue
+        rows = [image_row(requests[live[part.request]], prompts[live[part.request]], part.start + k)
+                for part in active for k in range(part.count)]
+        result = generate_codes(engine, rows, step_reporter(jobs, active, lambda part: steps))
+        for part, chunk in zip(active, _split(result, active)):
+            jobs[part.request].offset += steps
+            codes[live[part.request]].append(chunk)
+    return {index: GenerationStopped("stopped on request") if jobs[position].stopped else torch.cat(codes[index])
+            for position, index in enumerate(live)}
+
+
+def image_row(request, prompt_ids: torch.LongTensor, image_index: int) -> ImageRow:
+    return ImageRow(prompt_ids, request.cfg_weight, request.temperature, row_seed(request.seed, image_index))
+
+
+def answers_for_jobs(engine, requests: list, rows: dict) -> dict:
+    """{index: new token ids or GenerationStopped} for the requests whose TextRow is in `rows`."""
+    live = list(rows)
+    if not live:
+        return {}
+    longest_prompt = max(len(rows[index].input_ids) for index in live)
+    longest_answer = max(rows[index].max_new_tokens for index in live)
+    capacity = engine.answer_capacity(longest_prompt, longest_answer)
+    outcomes = {}
+    for batch in plan_batches([1] * len(live), capacity):
+        members = [live[part.request] for part in batch]
+        limits = [rows[index].max_new_tokens for index in members]
+        jobs = [JobProgress(requests[index].progress, limit) for index, limit in zip(members, limits)]
+        local = [Slice(position, 0, 1) for position in range(len(members))]
+        tokens = generate_answers(engine, [rows[index] for index in members],
+                                  step_reporter(jobs, local, lambda part: limits[part.request]))
+        for position, index in enumerate(members):
+            stopped = jobs[position].stopped or tokens is None
+            outcomes[index] = GenerationStopped("stopped on request") if stopped else tokens[position]
+    return outcomes
+
+
+def _split(codes: torch.LongTensor | None, parts: list[Slice]) -> list[torch.Tensor | None]:
+    if codes is None:
+        return [None] * len(parts)
+    return list(codes.split([part.count for part in parts]))

@@ -1,34 +1,44 @@
-"""Model benchmark: transformers' stock generate() and our engine, same model, same run.
+"""Model benchmark: transformers' stock generate() and our engine, measured against the floor.
 
     python -m janus_model.bench --model janus-1.3b --device cuda       # random weights, real sizes
     python -m janus_model.bench --model tiny --device cpu --quick      # the CPU smoke run
 
-Prints one JSON line per measurement: model, path (stock|engine), workload, jobs, images or
-tokens, seconds, ms per step, images/s or tokens/s, time to first token, peak memory, device.
-Needs only torch, transformers and Pillow, so it runs on a bare GPU machine.
+Prints one JSON line per measurement: model, path (stock|engine), engine options, workload, jobs,
+the batches the planner made, images or tokens, seconds, ms per step, images/s or tokens/s, time
+to first token, peak allocated and reserved device memory in GB (10^9 bytes), the copy bandwidth
+measured in this run, the workload's bandwidth floor and the fraction of it reached
+(janus_model.bench_floor). Needs only torch, transformers and Pillow, so it runs on a bare GPU
+machine.
+
+Honest by construction: jobs go through the service's own planning (janus_model.batching), each
+measured set starts from a released engine and an emptied allocator, is run once to capture and
+compile, then measured; stock runs before the engine (or alone, with --path stock).
 """
 
 import argparse
+import gc
 import json
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from janus_model.batching import answers_for_jobs, image_codes_for_jobs, plan_batches
+from janus_model.bench_floor import BatchShape, copy_bandwidth, floor_seconds, weight_bytes_per_pass
 from janus_model.devices import resolve_device, resolve_dtype
 from janus_model.engine import DecodeEngine, EngineOptions
-from janus_model.image_batch import ImageRow, generate_codes
 from janus_model.image_decode import codes_to_images, codes_to_images_in_chunks
 from janus_model.memory import MemoryPolicy
-from janus_model.sampling import row_seed
+from janus_model.requests import AnswerRequest, ImageRequest
 from janus_model.stock import stock_answer_tokens, stock_image_tokens
-from janus_model.text_batch import TextRow, generate_answers
+from janus_model.text_batch import TextRow
 
 GENERATION_PROMPT_TOKENS = 32
 UNDERSTANDING_TEXT_TOKENS = 40  # + 576 image tokens = the 616-token prompt of the targets
+GB = 10**9
 
 
 @dataclass
@@ -46,53 +56,76 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@contextmanager
-def measured(device: torch.device, record: dict):
-    """Time the block (device work included) and record peak device memory."""
+def fresh_memory(device: torch.device) -> None:
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+
+
+@contextmanager
+def measured(device: torch.device, record: dict):
+    """Time the block (device work included) and record the peak device memory since the last reset."""
     synchronize(device)
     started = time.perf_counter()
     yield started
     synchronize(device)
     record["seconds"] = round(time.perf_counter() - started, 4)
     if device.type == "cuda":
-        record["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        record["peak_allocated_gb"] = round(torch.cuda.max_memory_allocated(device) / GB, 3)
+        record["peak_reserved_gb"] = round(torch.cuda.max_memory_reserved(device) / GB, 3)
 
 
 class FirstStepClock:
-    """on_step callback that notes when the first token is out (device-synchronised)."""
+    """A progress callback that notes when the first token is out (device-synchronised)."""
 
-    def __init__(self, device: torch.device, started: float):
-        self.device, self.started, self.first = device, started, None
+    def __init__(self, device: torch.device):
+        self.device, self.started, self.first = device, None, None
 
-    def __call__(self, done: int) -> bool:
-        if done == 1:
+    def __call__(self, done: int, total: int) -> None:
+        if done == 1 and self.first is None:
             synchronize(self.device)
             self.first = time.perf_counter() - self.started
-        return True
 
 
 # ---- image generation ---------------------------------------------------------------------------
 
 
+def image_requests(subject: Subject, jobs: list[int], clock: FirstStepClock) -> tuple[list, dict]:
+    """Different prompts and seeds per job; the first job's progress times the first token."""
+    requests = [ImageRequest(f"job {job}", count, 5.0, 1.0, seed=job, progress=clock if job == 0 else None)
+                for job, count in enumerate(jobs)]
+    return requests, {job: subject.generation_prompt(job) for job in range(len(jobs))}
+
+
 def engine_images(subject: Subject, engine: DecodeEngine, jobs: list[int]) -> dict:
-    """jobs: images per job; different prompts and seeds, all in one batch."""
     device = engine.device
-    rows = [ImageRow(subject.generation_prompt(job), 5.0, 1.0, row_seed(job, index))
-            for job, count in enumerate(jobs) for index in range(count)]
+    clock = FirstStepClock(device)
+    requests, prompts = image_requests(subject, jobs, clock)
     record = {}
     with measured(device, record) as started:
-        clock = FirstStepClock(device, started)
-        codes = generate_codes(engine, rows, clock)
+        clock.started = started
+        codes = image_codes_for_jobs(engine, requests, prompts)
         synchronize(device)
         decode_started = time.perf_counter()
-        codes_to_images_in_chunks(subject.model, codes, engine.vq_decode_chunk())
+        for index in range(len(jobs)):
+            codes_to_images_in_chunks(subject.model, codes[index], engine.vq_decode_chunk())
     steps = engine.image_token_count
-    record["ms_per_step"] = round((decode_started - started - clock.first) / (steps - 1) * 1000, 3)
+    batches = planned_image_batches(engine, jobs, prompts)
+    record["ms_per_step"] = round((decode_started - started - clock.first) / (len(batches) * steps - 1) * 1000, 3)
     record["ttft_ms"] = round(clock.first * 1000, 2)
-    return _image_record(record, jobs)
+    record["batches"] = [sum(part.count for part in batch) for batch in batches]
+    return _image_record(record, jobs, image_shapes(engine, batches, prompts))
+
+
+def planned_image_batches(engine: DecodeEngine, jobs: list[int], prompts: dict) -> list:
+    """The batches image_codes_for_jobs made: the same call on the same inputs."""
+    return plan_batches(jobs, engine.image_capacity(max(len(ids) for ids in prompts.values())))
+
+
+def image_shapes(engine, batches, prompts) -> list[BatchShape]:
+    longest = max(len(ids) for ids in prompts.values())
+    return [BatchShape(2 * sum(part.count for part in batch), longest, engine.image_token_count) for batch in batches]
 
 
 def stock_images(subject: Subject, count: int) -> dict:
@@ -102,13 +135,14 @@ def stock_images(subject: Subject, count: int) -> dict:
         codes = stock_image_tokens(subject.model, subject.generation_prompt(0).to(device), count, 5.0, greedy=False)
         codes_to_images(subject.model, codes)
     record["ms_per_step"] = round(record["seconds"] / 576 * 1000, 3)  # VQ decode included: an upper bound
-    return _image_record(record, [count])
+    shape = BatchShape(2 * count, len(subject.generation_prompt(0)), 576)
+    return _image_record(record, [count], [shape])
 
 
-def _image_record(record: dict, jobs: list[int]) -> dict:
+def _image_record(record: dict, jobs: list[int], shapes: list[BatchShape]) -> dict:
     images = sum(jobs)
     return {"workload": "generate", "jobs": len(jobs), "images": images, **record,
-            "images_per_s": round(images / record["seconds"], 3)}
+            "images_per_s": round(images / record["seconds"], 3), "shapes": shapes}
 
 
 # ---- understanding ------------------------------------------------------------------------------
@@ -117,11 +151,13 @@ def _image_record(record: dict, jobs: list[int]) -> dict:
 def engine_answer(subject: Subject, engine: DecodeEngine, new_tokens: int) -> dict:
     device = engine.device
     inputs = subject.understanding_inputs()
+    clock = FirstStepClock(device)
     row = TextRow(inputs["input_ids"][0], inputs["pixel_values"], new_tokens, 0.0, 1.0, 0)
+    request = AnswerRequest(None, "", new_tokens, progress=clock)  # the row above is what runs
     record = {}
     with measured(device, record) as started:
-        clock = FirstStepClock(device, started)
-        tokens = generate_answers(engine, [row], clock)[0]
+        clock.started = started
+        tokens = answers_for_jobs(engine, [request], {0: row})[0]
     return _answer_record(record, len(tokens), clock.first, inputs)
 
 
@@ -145,6 +181,7 @@ def stock_answer(subject: Subject, new_tokens: int) -> dict:
     device = subject.model.device
     inputs = subject.understanding_inputs()
     stock_answer_tokens(subject.model, inputs, 2)  # warm-up
+    fresh_memory(device)
     record = {}
     with measured(device, record) as started:
         streamer = FirstTokenStreamer(device, started)
@@ -154,11 +191,13 @@ def stock_answer(subject: Subject, new_tokens: int) -> dict:
 
 def _answer_record(record: dict, tokens: int, first_token_seconds: float, inputs: dict) -> dict:
     decode_seconds = max(record["seconds"] - first_token_seconds, 1e-9)
-    return {"workload": "understand", "jobs": 1, "prompt_tokens": inputs["input_ids"].shape[1],
+    prompt = inputs["input_ids"].shape[1]
+    return {"workload": "understand", "jobs": 1, "prompt_tokens": prompt,
             "new_tokens": tokens, **record, "ttft_ms": round(first_token_seconds * 1000, 2),
             "ms_per_step": round(decode_seconds / max(tokens - 1, 1) * 1000, 3),
             "tokens_per_s": round(tokens / record["seconds"], 1),
-            "decode_tokens_per_s": round((tokens - 1) / decode_seconds, 1)}
+            "decode_tokens_per_s": round((tokens - 1) / decode_seconds, 1),
+            "shapes": [BatchShape(1, prompt, tokens)]}
 
 
 # ---- subjects -----------------------------------------------------------------------------------
@@ -198,40 +237,107 @@ def real_size_subject(name: str, device: str, dtype: str) -> Subject:
 # ---- the run ------------------------------------------------------------------------------------
 
 
+class Reporter:
+    """Completes and prints each record: base fields, the floor, the fraction of it reached."""
+
+    def __init__(self, base: dict, model, engine_modes, bandwidth: float, kv_bytes_per_position: int):
+        self.base, self.bandwidth, self.kv_bytes = base, bandwidth, kv_bytes_per_position
+        self.weights = {workload: weight_bytes_per_pass(model, mode) for workload, mode in engine_modes.items()}
+
+    def emit(self, path: str, record: dict, **extra) -> None:
+        shapes = record.pop("shapes")
+        floor = floor_seconds(shapes, self.weights[record["workload"]], self.kv_bytes, self.bandwidth)
+        emit({**self.base, "path": path, **extra, **record, "copy_tb_per_s": round(self.bandwidth / 1e12, 3),
+              "floor_s": round(floor, 6), "floor_fraction": round(floor / record["seconds"], 3)})
+
+
 def run(args) -> None:
     for name in args.model.split(","):
         subject = (tiny_subject(args.checkpoint, args.device, args.dtype) if name == "tiny"
                    else real_size_subject(name, args.device, args.dtype))
         model = subject.model
         device = model.device
-        base = {"bench": "model", "model": name, "device": device_name(device), "dtype": str(model.dtype)[6:],
-                "cuda_graphs": args.cuda_graphs and device.type == "cuda", "compile": args.compile}
-        engine = DecodeEngine(model, EngineOptions(cuda_graphs=args.cuda_graphs, compile=args.compile,
-                                                   memory=memory_policy(args, device)))
-        job_sets = [[count] for count in parse_counts(args.images)] + [parse_jobs(spec) for spec in args.jobs]
+        fresh_memory(device)
+        probe = DecodeEngine(model, EngineOptions(cuda_graphs=False))  # fuses the weights: one layout for all
+        reporter = Reporter({"bench": "model", "model": name, "device": device_name(device),
+                             "dtype": str(model.dtype)[6:]}, model,
+                            {"generate": probe.image_mode, "understand": probe.text_mode},
+                            copy_bandwidth(device), probe.arena.bytes_per_position())
+        del probe
         with torch.inference_mode():
-            for jobs in job_sets:
-                warm = {}
-                with measured(device, warm):
-                    engine_images(subject, engine, jobs)  # captures/compiles this bucket
-                emit({**base, "path": "engine", **engine_images(subject, engine, jobs), "warmup_s": warm["seconds"]})
-                if not args.skip_stock and len(jobs) == 1 and jobs[0] in parse_counts(args.stock_images):
-                    emit({**base, "path": "stock", **stock_images(subject, jobs[0])})
-            if args.answer_tokens:
-                engine_answer(subject, engine, args.answer_tokens)  # warm-up
-                emit({**base, "path": "engine", **engine_answer(subject, engine, args.answer_tokens)})
-                if not args.skip_stock:
-                    emit({**base, "path": "stock", **stock_answer(subject, args.answer_tokens)})
-        del engine, subject, model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+            if args.path in ("stock", "both"):
+                run_stock(args, subject, reporter)
+            if args.path in ("engine", "both"):
+                for options in engine_variants(args, device):
+                    run_engine(args, subject, reporter, options)
+        del subject, model
+        fresh_memory(device)
+
+
+def run_stock(args, subject: Subject, reporter: Reporter) -> None:
+    device = subject.model.device
+    for count in parse_counts(args.stock_images):
+        fresh_memory(device)
+        guarded(reporter, "stock", device, lambda: stock_images(subject, count))
+    if args.answer_tokens:
+        guarded(reporter, "stock", device, lambda: stock_answer(subject, args.answer_tokens))
+
+
+def run_engine(args, subject: Subject, reporter: Reporter, options: EngineOptions) -> None:
+    device = subject.model.device
+    fresh_memory(device)
+    started = time.perf_counter()
+    engine = DecodeEngine(subject.model, replace(options, memory=memory_policy(args, device)))
+    described = {"cuda_graphs": engine.graphs, "compile": engine.decoder.kernels.compiled,
+                 "attention": options.attention, "engine_setup_s": round(time.perf_counter() - started, 2)}
+    sets = [("images", [count]) for count in parse_counts(args.images)]
+    sets += [("images", parse_jobs(spec)) for spec in args.jobs]
+    sets += [("answer", args.answer_tokens)] if args.answer_tokens else []
+    for kind, workload in sets:
+        def measure(kind=kind, workload=workload) -> dict:
+            run_once = ((lambda: engine_images(subject, engine, workload)) if kind == "images"
+                        else (lambda: engine_answer(subject, engine, workload)))
+            engine.release()
+            fresh_memory(device)
+            warm = {}
+            with measured(device, warm):
+                run_once()  # captures this set's graphs (and compiles, the first time)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            return {**run_once(), "warmup_s": warm["seconds"]}
+
+        guarded(reporter, "engine", device, measure, **described)
+    engine.release()
+
+
+def guarded(reporter: Reporter, path: str, device: torch.device, measure, **extra) -> None:
+    """One measurement; a failure prints an error line and the run goes on to the next."""
+    try:
+        reporter.emit(path, measure(), **extra)
+    except Exception as exc:  # noqa: BLE001 - report it, keep measuring the rest
+        emit({**reporter.base, "path": path, **extra, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        fresh_memory(device)
+
+
+def engine_variants(args, device: torch.device) -> list[EngineOptions]:
+    """--variant graphs=1,compile=0,attention=sdpa (repeatable); default: the flags' one variant."""
+    base = EngineOptions(cuda_graphs=args.cuda_graphs, compile=args.compile, attention=args.attention)
+    if not args.variant:
+        return [base]
+    variants = []
+    for spec in args.variant:
+        fields = dict(part.split("=") for part in spec.split(",") if part)
+        variants.append(EngineOptions(cuda_graphs=fields.get("graphs", "1") == "1",
+                                      compile=fields.get("compile", "0") == "1",
+                                      attention=fields.get("attention", "sdpa")))
+    return variants
 
 
 def memory_policy(args, device: torch.device) -> MemoryPolicy:
     if not args.memory_cap_gb or device.type != "cuda":
         return MemoryPolicy()
-    # Plan batches so that weights + batch stay under the cap (the 24 GB-card scenario).
-    free_for_batches = args.memory_cap_gb * 2**30 - torch.cuda.memory_allocated(device)
+    # Plan batches so that everything, weights included, stays under the cap (the 24 GB-card case).
+    free_for_batches = args.memory_cap_gb * GB - torch.cuda.memory_reserved(device)
     return MemoryPolicy(explicit_mb=max(1, int(free_for_batches / 2**20)))
 
 
@@ -259,14 +365,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="var/models/janus-tiny", help="the tiny checkpoint's folder")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--path", choices=("engine", "stock", "both"), default="both",
+                   help="both: stock first, then the engine, in this process")
     p.add_argument("--images", default="1,16", help="one-job image counts to time")
     p.add_argument("--jobs", action="append", default=[], help="several jobs in one batch, e.g. 4x8")
-    p.add_argument("--stock-images", default="1,16", help="counts also timed on the stock path")
+    p.add_argument("--stock-images", default="1,16", help="image counts timed on the stock path")
     p.add_argument("--answer-tokens", type=int, default=128, help="new tokens of the understanding run (0: skip)")
-    p.add_argument("--skip-stock", action="store_true")
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--memory-cap-gb", type=float, default=0, help="plan batches to keep peak memory under this")
+    p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa")
+    p.add_argument("--variant", action="append", default=[],
+                   help="engine options to measure, e.g. graphs=1,compile=1,attention=sdpa (repeatable)")
+    p.add_argument("--memory-cap-gb", type=float, default=0,
+                   help="plan batches to keep everything, weights included, under this many GB (10^9 bytes)")
     p.add_argument("--quick", action="store_true", help="CPU smoke run: 1 and 2 images, 8 tokens")
     return p
 

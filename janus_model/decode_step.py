@@ -1,10 +1,11 @@
 """One decode step for a batch, on buffers that never move: the unit a CUDA graph captures.
 
-`StepState` owns every tensor the step reads or writes (tokens, key mask, positions, noise,
-sampling parameters, the static KV cache). `decode_step` embeds the current tokens, runs the
-language model on one new position, turns the last hidden state into logits, picks the next
-tokens and advances the positions, all in place. Replaying it therefore needs no Python-side
-bookkeeping beyond refilling the noise.
+`ModeBuffers` owns every tensor a mode's step reads or writes (tokens, the additive key mask,
+positions, write index, noise, sampling parameters, its view of the KV arena), sized for the
+mode's layout; `StepState` is the first `samples` of them. `decode_step` embeds the current
+tokens, runs the decoder on one new position over an attention window, turns the last hidden
+state into logits, picks the next tokens and advances, all in place. Replaying it therefore needs
+no Python-side bookkeeping beyond refilling the noise.
 
 Two modes share the step: image generation (rows are n conditional then n unconditional copies,
 logits from the generation head, classifier-free guidance) and text (one row per answer, logits
@@ -12,19 +13,18 @@ from the LM head, top-p).
 """
 
 import torch
-from transformers import JanusForConditionalGeneration, StaticCache
+from transformers import JanusForConditionalGeneration
 
 from janus_model.padding import PaddedPrompts, prefill_mask
 from janus_model.sampling import NoiseStreams, choose_tokens, inverse_temperatures
 
 
 class ImageMode:
-    uses_top_p = False
+    name = "image"
     rows_per_sample = 2  # a conditional and an unconditional row per image
 
     def __init__(self, model: JanusForConditionalGeneration):
         self.model = model
-        self.language_model = model.model.language_model
         self.vocab_size = model.config.vq_config.num_embeddings
 
     def embed(self, tokens: torch.LongTensor) -> torch.Tensor:
@@ -34,6 +34,10 @@ class ImageMode:
     def logits(self, hidden: torch.Tensor, state: "StepState") -> torch.Tensor:
         # float32 for guidance and sampling: bf16 would round the small differences away.
         return guided_logits(self.model.model.generation_head(hidden).float(), state.cfg_weight)
+
+    def head_modules(self) -> list:
+        """What one step reads besides the decoder layers (for the bandwidth floor)."""
+        return [self.model.model.generation_head, self.model.model.generation_aligner]
 
 
 def guided_logits(image_logits: torch.Tensor, cfg_weight: torch.Tensor | float) -> torch.Tensor:
@@ -45,12 +49,11 @@ def guided_logits(image_logits: torch.Tensor, cfg_weight: torch.Tensor | float) 
 
 
 class TextMode:
-    uses_top_p = True
+    name = "text"
     rows_per_sample = 1
 
     def __init__(self, model: JanusForConditionalGeneration):
         self.model = model
-        self.language_model = model.model.language_model
         self.vocab_size = model.config.text_config.vocab_size
 
     def embed(self, tokens: torch.LongTensor) -> torch.Tensor:
@@ -59,22 +62,46 @@ class TextMode:
     def logits(self, hidden: torch.Tensor, state: "StepState") -> torch.Tensor:
         return self.model.lm_head(hidden).float()
 
+    def head_modules(self) -> list:
+        return [self.model.lm_head]
 
-class StepState:
-    """Fixed-address buffers for `samples` sampled rows and a KV cache of `cache_length` positions."""
 
-    def __init__(self, mode, samples: int, cache_length: int, device: torch.device):
+class ModeBuffers:
+    """A mode's fixed-address tensors for up to `samples` samples and `length` cache positions."""
+
+    def __init__(self, mode, samples: int, length: int, kv: torch.Tensor):
+        device, dtype = kv.device, kv.dtype
         rows = samples * mode.rows_per_sample
-        self.samples, self.rows, self.cache_length = samples, rows, cache_length
+        self.samples, self.length = samples, length
         self.tokens = torch.zeros(samples, dtype=torch.long, device=device)
-        self.key_valid = torch.zeros((rows, cache_length), dtype=torch.bool, device=device)
-        self.position_ids = torch.zeros((rows, 1), dtype=torch.long, device=device)
+        self.positions = torch.zeros((rows, 1), dtype=torch.long, device=device)
         self.write_index = torch.zeros(1, dtype=torch.long, device=device)
+        # Additive (0 or -inf) and kept across steps: a step only opens its own column.
+        self.mask = torch.full((rows, length), float("-inf"), dtype=dtype, device=device)
         self.noise = torch.zeros((samples, mode.vocab_size), device=device)
         self.inverse_temperature = torch.ones((samples, 1), device=device)
         self.cfg_weight = torch.ones((samples, 1), device=device)
         self.top_p = torch.ones((samples, 1), device=device)
-        self.cache = new_cache(mode, rows, cache_length, device)
+        self.kv = kv
+
+    def state(self, mode, samples: int) -> "StepState":
+        return StepState(self, samples, samples * mode.rows_per_sample)
+
+
+class StepState:
+    """The first `samples` samples (`rows` rows) of a mode's buffers: views, at fixed addresses."""
+
+    def __init__(self, buffers: ModeBuffers, samples: int, rows: int):
+        self.samples, self.rows, self.length = samples, rows, buffers.length
+        self.tokens = buffers.tokens[:samples]
+        self.positions = buffers.positions[:rows]
+        self.write_index = buffers.write_index
+        self.mask = buffers.mask[:rows]
+        self.noise = buffers.noise[:samples]
+        self.inverse_temperature = buffers.inverse_temperature[:samples]
+        self.cfg_weight = buffers.cfg_weight[:samples]
+        self.top_p = buffers.top_p[:samples]
+        self.kv = buffers.kv
 
     def set_sampling(self, inverse_temperature, cfg_weight=None, top_p=None) -> None:
         self.inverse_temperature.copy_(inverse_temperature)
@@ -85,45 +112,28 @@ class StepState:
             self.top_p.copy_(top_p)
 
     def rewind(self) -> None:
-        """Forget the previous batch: the cache refills from position 0 (old entries get masked)."""
-        for layer in self.cache.layers:
-            # transformers' StaticLayer writes at this counter (a tensor, so graphs can advance it)
-            layer.cumulative_length.zero_()
-        self.key_valid.zero_()
+        """Forget the previous batch: every key masked, writing from column 0 again."""
+        self.mask.fill_(float("-inf"))
+        self.positions.zero_()
+        self.write_index.zero_()
 
 
-def new_cache(mode, rows: int, cache_length: int, device: torch.device) -> StaticCache:
-    """A static cache allocated now, on the current stream, rather than lazily inside a capture."""
-    config = mode.language_model.config
-    cache = StaticCache(config=config, max_cache_len=cache_length)
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    cache.early_initialization(rows, config.num_key_value_heads, head_dim, mode.language_model.dtype, device)
-    return cache
-
-
-def kv_bytes_per_position(mode) -> int:
-    """Cache bytes one row needs per position: keys and values of every layer."""
-    config = mode.language_model.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    element = torch.empty((), dtype=mode.language_model.dtype).element_size()
-    return config.num_hidden_layers * 2 * config.num_key_value_heads * head_dim * element
-
-
-def prefill(mode, state: StepState, embeddings: torch.Tensor, prompts: PaddedPrompts) -> torch.Tensor:
-    """Run the padded prompts through the language model into the cache; last hidden state [R, D]."""
+def prefill(mode, state: StepState, decoder, embeddings: torch.Tensor, prompts: PaddedPrompts) -> torch.Tensor:
+    """Run the padded prompts through the decoder into the cache; last hidden state [R, D]."""
     state.rewind()
     width = prompts.width
-    state.key_valid[:, :width] = prompts.valid
-    output = mode.language_model(
-        inputs_embeds=embeddings,
-        attention_mask=prefill_mask(prompts.valid, state.cache_length),
-        position_ids=prompts.position_ids(),
-        past_key_values=state.cache,
-        use_cache=True,
-    )
-    state.position_ids.copy_(prompts.lengths.unsqueeze(-1))
+    state.mask[:, :width].masked_fill_(prompts.valid, 0.0)
+    square = additive(prefill_mask(prompts.valid, width), state.mask.dtype)
+    write_at = torch.arange(width, device=state.mask.device)
+    hidden = decoder(embeddings, prompts.position_ids(), state.kv, write_at, square, width)
+    state.positions.copy_(prompts.lengths.unsqueeze(-1))
     state.write_index.fill_(width)
-    return output.last_hidden_state[:, -1]
+    return hidden[:, -1]
+
+
+def additive(allowed: torch.BoolTensor, dtype: torch.dtype) -> torch.Tensor:
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, float("-inf"))
 
 
 def begin_sampling(mode, state: StepState, rows, **per_row: list[float]) -> NoiseStreams:
@@ -136,24 +146,22 @@ def begin_sampling(mode, state: StepState, rows, **per_row: list[float]) -> Nois
     return NoiseStreams([row.seed if row.temperature > 0 else None for row in rows], mode.vocab_size, device)
 
 
-def pick(mode, state: StepState, hidden: torch.Tensor) -> None:
+def pick(mode, state: StepState, hidden: torch.Tensor, top_p: bool) -> None:
     """Next tokens from the last hidden states, into state.tokens."""
     logits = mode.logits(hidden, state)
-    top_p = state.top_p if mode.uses_top_p else None
-    state.tokens.copy_(choose_tokens(logits, state.inverse_temperature, state.noise, top_p))
+    state.tokens.copy_(choose_tokens(logits, state.inverse_temperature, state.noise,
+                                     state.top_p if top_p else None))
 
 
-def decode_step(mode, state: StepState) -> None:
-    """Feed state.tokens at the next position and leave the following tokens in state.tokens."""
+def decode_step(mode, state: StepState, decoder, window: int, top_p: bool) -> None:
+    """Feed state.tokens at the next position and leave the following tokens in state.tokens.
+
+    Attention reads the first `window` cache columns, which must cover every written one.
+    """
     embeddings = mode.embed(state.tokens)
-    state.key_valid.index_fill_(1, state.write_index, True)
-    output = mode.language_model(
-        inputs_embeds=embeddings,
-        attention_mask=state.key_valid[:, None, None, :],
-        position_ids=state.position_ids,
-        past_key_values=state.cache,
-        use_cache=True,
-    )
-    pick(mode, state, output.last_hidden_state[:, -1])
-    state.position_ids.add_(1)
+    state.mask.index_fill_(1, state.write_index, 0.0)
+    hidden = decoder(embeddings, state.positions, state.kv, state.write_index, state.mask[:, None, None, :window],
+                     window)
+    pick(mode, state, hidden[:, -1], top_p)
+    state.positions.add_(1)
     state.write_index.add_(1)

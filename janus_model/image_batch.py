@@ -42,25 +42,25 @@ def generate_codes(engine, rows: list[ImageRow], on_step: StepCallback) -> torch
     padded_rows = rows + [filler] * (samples - len(rows))
     conditional = [row.prompt_ids for row in padded_rows]
     unconditional = [unconditional_prompt(ids, pad_id) for ids in conditional]
-    width = engine.prompt_width(max(len(ids) for ids in conditional))
-    prompts = left_pad(conditional + unconditional, pad_id, width)
+    prompts = left_pad(conditional + unconditional, pad_id)
     total = engine.image_token_count
 
-    runner = engine.runner(mode, samples, width + total)
+    runner = engine.runner(mode, samples, prompts.width + total)
     state = runner.state
     noise = begin_sampling(mode, state, padded_rows, cfg_weight=[row.cfg_weight for row in padded_rows])
     codes = torch.empty((samples, total), dtype=torch.long, device=state.tokens.device)
 
-    hidden = prefill(mode, state, engine.model.get_input_embeddings()(prompts.ids), prompts)
+    hidden = prefill(mode, state, engine.decoder, engine.model.get_input_embeddings()(prompts.ids), prompts)
     noise.fill(state.noise)
-    pick(mode, state, hidden)
+    pick(mode, state, hidden, top_p=False)
     codes[:, 0] = state.tokens
     if not on_step(1):
         return None
-    for index in range(1, total):
-        noise.fill(state.noise)
-        runner()
-        codes[:, index] = state.tokens
-        if not on_step(index + 1):
-            return None
+    with engine.decode_loop():
+        for index in range(1, total):
+            noise.fill(state.noise)
+            runner.run(prompts.width + index - 1)  # feeds token index-1 at its cache column
+            codes[:, index] = state.tokens
+            if not on_step(index + 1):
+                return None
     return codes[: len(rows)]

@@ -9,15 +9,14 @@ import torch
 from PIL import Image
 from transformers import JanusForConditionalGeneration, JanusProcessor
 
-from janus_model.batching import JobProgress, Slice, batch_counts, plan_batches, step_reporter
+from janus_model.batching import answers_for_jobs, image_codes_for_jobs
 from janus_model.engine import DecodeEngine, EngineOptions
 from janus_model.errors import GenerationStopped
-from janus_model.image_batch import ImageRow, generate_codes
 from janus_model.image_decode import codes_to_images_in_chunks
 from janus_model.prompts import generation_messages, render, understanding_messages
 from janus_model.requests import AnswerOutcome, AnswerRequest, ImageOutcome, ImageRequest
 from janus_model.sampling import row_seed
-from janus_model.text_batch import TextRow, generate_answers
+from janus_model.text_batch import TextRow
 
 __all__ = ["JanusModel", "GenerationStopped"]
 
@@ -50,28 +49,8 @@ class JanusModel:
     def generate_image_tokens_batch(self, requests: list[ImageRequest]) -> list[torch.LongTensor | BaseException]:
         """Each request's [num_images, 576] VQ codes, or the exception that ended that request."""
         outcomes, prompts = _prepare_each(requests, self._image_prompt)
-        live = list(prompts)
-        if not live:
-            return outcomes
-        capacity = self.engine.image_capacity(max(len(ids) for ids in prompts.values()))
-        batches = plan_batches([requests[index].num_images for index in live], capacity)
-        steps = self.image_token_count
-        jobs = [JobProgress(requests[index].progress, count * steps)
-                for index, count in zip(live, batch_counts(batches, len(live)))]
-        codes: dict[int, list[torch.Tensor]] = {index: [] for index in live}
-        for batch in batches:
-            active = [part for part in batch if not jobs[part.request].stopped]
-            if not active:
-                continue
-            rows = [self._image_row(requests[live[part.request]], prompts[live[part.request]], part.start + k)
-                    for part in active for k in range(part.count)]
-            result = generate_codes(self.engine, rows, step_reporter(jobs, active, lambda part: steps))
-            for part, chunk in zip(active, _split(result, active)):
-                jobs[part.request].offset += steps
-                codes[live[part.request]].append(chunk)
-        for position, index in enumerate(live):
-            stopped = jobs[position].stopped
-            outcomes[index] = GenerationStopped("stopped on request") if stopped else torch.cat(codes[index])
+        for index, codes in image_codes_for_jobs(self.engine, requests, prompts).items():
+            outcomes[index] = codes
         return outcomes
 
     def generate_images_batch(self, requests: list[ImageRequest]) -> list[ImageOutcome]:
@@ -102,10 +81,6 @@ class JanusModel:
         self._check_fits(len(prompt_ids) + self.image_token_count, "prompt + image tokens")
         return prompt_ids
 
-    @staticmethod
-    def _image_row(request: ImageRequest, prompt_ids: torch.LongTensor, image_index: int) -> ImageRow:
-        return ImageRow(prompt_ids, request.cfg_weight, request.temperature, row_seed(request.seed, image_index))
-
     # ---- understanding ----------------------------------------------------------------------
 
     def understanding_inputs(self, image: Image.Image, question: str) -> dict[str, torch.Tensor]:
@@ -120,22 +95,8 @@ class JanusModel:
     def answer_tokens_batch(self, requests: list[AnswerRequest]) -> list[torch.LongTensor | BaseException]:
         """Each request's new token ids (end-of-text included when reached), or its exception."""
         outcomes, rows = _prepare_each(requests, self._text_row)
-        live = list(rows)
-        if not live:
-            return outcomes
-        longest_prompt = max(len(rows[index].input_ids) for index in live)
-        longest_answer = max(rows[index].max_new_tokens for index in live)
-        capacity = self.engine.answer_capacity(longest_prompt, longest_answer)
-        for batch in plan_batches([1] * len(live), capacity):
-            members = [live[part.request] for part in batch]
-            limits = [rows[index].max_new_tokens for index in members]
-            jobs = [JobProgress(requests[index].progress, limit) for index, limit in zip(members, limits)]
-            local = [Slice(position, 0, 1) for position in range(len(members))]
-            tokens = generate_answers(self.engine, [rows[index] for index in members],
-                                      step_reporter(jobs, local, lambda part: limits[part.request]))
-            for position, index in enumerate(members):
-                stopped = jobs[position].stopped or tokens is None
-                outcomes[index] = GenerationStopped("stopped on request") if stopped else tokens[position]
+        for index, tokens in answers_for_jobs(self.engine, requests, rows).items():
+            outcomes[index] = tokens
         return outcomes
 
     def answer_batch(self, requests: list[AnswerRequest]) -> list[AnswerOutcome]:
@@ -182,12 +143,6 @@ def _prepare_each(requests: list, prepare) -> tuple[list, dict]:
         except ValueError as exc:
             outcomes[index] = exc
     return outcomes, prepared
-
-
-def _split(codes: torch.LongTensor | None, parts: list[Slice]) -> list[torch.Tensor | None]:
-    if codes is None:
-        return [None] * len(parts)
-    return list(codes.split([part.count for part in parts]))
 
 
 def _raise_or_return(outcome):

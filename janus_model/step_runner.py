@@ -1,14 +1,17 @@
-"""Runs the decode step of one batch shape: eagerly, compiled, or replayed from a CUDA graph.
+"""Runs the decode steps of one batch shape: eagerly, or replayed from CUDA graphs.
 
 A CUDA graph records the step's kernels once and replays them with one launch, which removes the
 Python and launch overhead that dominates a small-batch decode step. It needs every tensor at a
-fixed address, hence StepState. Graphs and their states are kept per bucket (batch size, cache
-length) and reused by every later batch of that shape; all graphs share one memory pool, since
-only one batch runs at a time.
+fixed address (decode_step's buffers) and fixed shapes, so a shape (mode, batch size, top-p or
+not) gets one graph per attention window: attention reads the cache up to the live prefix rounded
+up to WINDOW positions, not the whole cache. All graphs share one memory pool, since only one
+batch runs at a time.
+
+A capture that fails (a driver or library that cannot be captured) must not fail the jobs: that
+shape then runs eagerly, with one warning.
 """
 
 import logging
-from collections import OrderedDict
 from functools import partial
 
 import torch
@@ -17,28 +20,58 @@ from janus_model.decode_step import StepState, decode_step
 
 log = logging.getLogger(__name__)
 
+WINDOW = 64  # attention window granularity, in cache positions
+
+
+def window_for(position: int, length: int) -> int:
+    """Columns a step writing at `position` must attend to, rounded up to WINDOW, within the cache."""
+    return min(-(-(position + 1) // WINDOW) * WINDOW, length)
+
+
+def windows(length: int) -> list[int]:
+    return sorted({window_for(position, length) for position in range(0, length, WINDOW)} | {length})
+
 
 class StepRunner:
-    def __init__(self, mode, state: StepState, step, graph_pool=None):
-        self.mode, self.state, self.step = mode, state, step
-        self.graph = None
+    """Decode steps for one (mode, samples, top-p) shape on its state; `run(position)` does one."""
+
+    def __init__(self, mode, state: StepState, decoder, top_p: bool, graph_pool=None, capture=None):
+        self.label = f"{mode.name} x{state.samples}{' top-p' if top_p else ''}"
+        self.state = state
+        self.step = partial(decode_step, mode, state, decoder, top_p=top_p)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         if graph_pool is not None:
-            self.graph = capture(partial(step, mode, state), graph_pool)
+            self._capture_all(capture or capture_graph, graph_pool)
 
-    def __call__(self) -> None:
-        if self.graph is not None:
-            self.graph.replay()
+    def run(self, position: int) -> None:
+        window = window_for(position, self.state.length)
+        graph = self.graphs.get(window)
+        if graph is not None:
+            graph.replay()
         else:
-            self.step(self.mode, self.state)
+            self.step(window=window)
+
+    def _capture_all(self, capture, pool) -> None:
+        """One graph per window, before the batch's prompt pass (capturing runs the step, which
+        writes into the state; the prompt pass then starts the batch from a clean state)."""
+        try:
+            for window in windows(self.state.length):
+                self.state.rewind()
+                self.graphs[window] = capture(partial(self.step, window=window), pool)
+        except Exception as exc:  # noqa: BLE001 - any capture failure: serve this shape eagerly
+            self.graphs.clear()
+            _recover_from_failed_capture()
+            log.warning("CUDA graph capture failed for %s (%s: %s); this batch shape runs eagerly", self.label,
+                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        self.state.rewind()
 
 
-def capture(step, pool) -> torch.cuda.CUDAGraph:
-    """Warm the step up on a side stream (allocations, lazy cache init, autotuning), then record it."""
+def capture_graph(step, pool) -> torch.cuda.CUDAGraph:
+    """Warm the step up on a side stream (allocations, lazy init, compilation), then record it."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        for _ in range(2):
-            step()
+        step()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, pool=pool):
@@ -46,43 +79,9 @@ def capture(step, pool) -> torch.cuda.CUDAGraph:
     return graph
 
 
-def compiled(step):
-    """torch.compile with fixed shapes: one specialisation per bucket, each warmed when first built."""
-    # Each bucket is a recompile; the default limit (8) would silently fall back to eager.
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    return torch.compile(step, dynamic=False)
-
-
-class RunnerCache:
-    """Runners by (mode, samples, cache length), least recently used dropped past `max_bytes` of cache."""
-
-    def __init__(self, device: torch.device, cuda_graphs: bool, compile_step: bool, keep: bool,
-                 max_bytes: int | None = None):
-        self.device = device
-        self.cuda_graphs = cuda_graphs
-        # Unbucketed runners hold a cache sized to one batch and are cheap to build: not kept.
-        self.keep = keep
-        self.step = compiled(decode_step) if compile_step else decode_step
-        self.max_bytes = max_bytes
-        self.pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
-        self.runners: OrderedDict[tuple, StepRunner] = OrderedDict()
-
-    def get(self, mode, samples: int, cache_length: int, cache_bytes: int) -> StepRunner:
-        key = (type(mode).__name__, samples, cache_length)
-        runner = self.runners.pop(key, None)
-        if runner is None:
-            self._make_room(cache_bytes)
-            state = StepState(mode, samples, cache_length, self.device)
-            runner = StepRunner(mode, state, self.step, self.pool)
-            if self.cuda_graphs:
-                log.info("captured decode step for %s x%d, cache %d", key[0], samples, cache_length)
-        if self.keep:
-            runner.cache_bytes = cache_bytes
-            self.runners[key] = runner
-        return runner
-
-    def _make_room(self, incoming: int) -> None:
-        if self.max_bytes is None:
-            return
-        while self.runners and sum(r.cache_bytes for r in self.runners.values()) + incoming > self.max_bytes:
-            self.runners.popitem(last=False)
+def _recover_from_failed_capture() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        try:
+            torch.cuda.synchronize()
+        except Exception:  # noqa: BLE001 - a sticky error will surface on the eager step instead
+            pass

@@ -44,43 +44,80 @@ def generate_answers(engine, rows: list[TextRow], on_step: StepCallback) -> list
     samples = engine.batch_bucket(len(rows))
     filler = TextRow(rows[0].input_ids, rows[0].pixel_values, 1, 0.0, 1.0, 0)
     padded_rows = rows + [filler] * (samples - len(rows))
-    width = engine.prompt_width(max(len(row.input_ids) for row in padded_rows))
-    prompts = left_pad([row.input_ids for row in padded_rows], engine.pad_token_id, width)
+    prompts = left_pad([row.input_ids for row in padded_rows], engine.pad_token_id)
     longest = max(row.max_new_tokens for row in rows)
-    runner = engine.runner(mode, samples, width + engine.new_token_room(longest))
+    # The top-p sort over the whole vocabulary is skipped when no row samples with a top-p cut.
+    top_p = any(row.temperature > 0 and row.top_p < 1 for row in rows)
+    runner = engine.runner(mode, samples, prompts.width + longest, top_p)
     state = runner.state
     device = state.tokens.device
     noise = begin_sampling(mode, state, padded_rows, top_p=[row.top_p for row in padded_rows])
     pixels = torch.cat([row.pixel_values for row in padded_rows]).to(device, engine.model.dtype)
     generated = torch.empty((samples, longest), dtype=torch.long, device=device)
+    watch = FinishWatch(engine, rows, generated)
 
-    hidden = prefill(mode, state, prompt_embeddings(engine, prompts, pixels), prompts)
+    hidden = prefill(mode, state, engine.decoder, prompt_embeddings(engine, prompts, pixels), prompts)
     noise.fill(state.noise)
-    pick(mode, state, hidden)
+    pick(mode, state, hidden, top_p)
     generated[:, 0] = state.tokens
-    done = 1
-    while True:
-        if not on_step(done):
-            return None
-        if done >= longest:
-            break
-        if done % FINISH_CHECK_EVERY == 0 and all_finished(engine, rows, generated[:, :done]):
-            break
-        noise.fill(state.noise)
-        runner()
-        generated[:, done] = state.tokens
-        done += 1
-    return [cut_at_end(engine, generated[index, : row.max_new_tokens]) for index, row in enumerate(rows)]
+    done = decode_loop(engine, runner, noise, generated, watch, prompts.width, longest, on_step)
+    if done is None:
+        return None
+    return [cut_at_end(engine, generated[index, : min(done, row.max_new_tokens)]) for index, row in enumerate(rows)]
 
 
-def all_finished(engine, rows: list[TextRow], generated: torch.LongTensor) -> bool:
-    ended = torch.isin(generated[: len(rows)], engine.eos_token_ids).any(dim=1).tolist()
-    done = generated.shape[1]
-    return all(end or done >= row.max_new_tokens for end, row in zip(ended, rows))
+def decode_loop(engine, runner, noise, generated, watch, width: int, longest: int, on_step) -> int | None:
+    """Tokens 1.. until every row has ended; how many were made, or None when on_step said stop."""
+    state, done = runner.state, 1
+    with engine.decode_loop():
+        while True:
+            if not on_step(done):
+                return None
+            if done >= longest:
+                return done
+            if done % FINISH_CHECK_EVERY == 0 and watch.all_finished(done):
+                return done
+            noise.fill(state.noise)
+            runner.run(width + done - 1)
+            generated[:, done] = state.tokens
+            done += 1
+
+
+class FinishWatch:
+    """Whether every row has ended (its end-of-text token, or its own max_new_tokens), asked
+    without making the host wait for the device.
+
+    On a GPU each look starts an asynchronous copy of the answer-so-far's verdict to pinned host
+    memory and reads the previous look's verdict if its copy has landed, so the batch stops up to
+    two looks late (the extra tokens are cut off) but the decode loop never synchronises.
+    """
+
+    def __init__(self, engine, rows: list[TextRow], generated: torch.LongTensor):
+        self.generated, self.count = generated, len(rows)
+        self.eos_token_ids = engine.eos_token_ids
+        self.limits = torch.tensor([row.max_new_tokens for row in rows], device=generated.device)
+        self.asynchronous = generated.device.type == "cuda"
+        if self.asynchronous:
+            self.verdict = torch.zeros((), dtype=torch.bool, pin_memory=True)
+            self.landed = torch.cuda.Event()
+            self.pending = False
+
+    def all_finished(self, done: int) -> bool:
+        so_far = self.generated[: self.count, :done]
+        ended = (so_far.unsqueeze(-1) == self.eos_token_ids).any(-1).any(-1) | (self.limits <= done)
+        if not self.asynchronous:
+            return bool(ended.all())
+        finished = False
+        if self.pending and self.landed.query():
+            finished, self.pending = bool(self.verdict), False
+        if not self.pending:
+            self.verdict.copy_(ended.all(), non_blocking=True)
+            self.landed.record()
+            self.pending = True
+        return finished
 
 
 def cut_at_end(engine, tokens: torch.LongTensor) -> torch.LongTensor:
     """Tokens up to and including the first end-of-text token, as generate() returns them."""
     hits = torch.isin(tokens, engine.eos_token_ids).nonzero()
     return tokens if len(hits) == 0 else tokens[: hits[0, 0] + 1]
-

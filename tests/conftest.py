@@ -7,9 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 
-import psycopg
 import pytest
-import redis as redis_lib
 
 from tests.s3server import DUMMY_AWS_ENV, MotoServer, create_bucket
 
@@ -28,6 +26,8 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres_url():
     """A fresh database for this run, dropped at the end."""
+    import psycopg  # here, not at the top: the GPU smoke test runs where no database client is installed
+
     name = f"janusq_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -39,6 +39,8 @@ def postgres_url():
 
 @pytest.fixture(scope="session")
 def redis_url():
+    import redis as redis_lib
+
     client = redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     client.ping()
     client.flushdb()

@@ -78,7 +78,7 @@ def test_bucket_padding_and_reused_runners_change_nothing(bucketed, alone):
     again = bucketed.generate_image_tokens_batch([CAT, LIGHTHOUSE, FOX])  # same runner, rewound
     assert_same_codes(first, alone)
     assert_same_codes(again, alone)
-    assert len(bucketed.engine.runners.runners) == 1
+    assert len(bucketed.engine.runners) == 1
 
 
 def test_a_job_too_big_for_memory_is_split_into_chunks_with_the_same_images(tiny_model, alone):
@@ -154,7 +154,7 @@ def test_warm_up_builds_every_bucket_once_and_later_batches_reuse_them(tiny_mode
     warm = variant(tiny_model, bucketed=True)
     ready = warm.engine.warm_up(max_images=4, max_answers=2)
     assert ready == [("ImageMode", 1), ("ImageMode", 2), ("ImageMode", 4), ("TextMode", 1), ("TextMode", 2)]
-    built = dict(warm.engine.runners.runners)
+    built = dict(warm.engine.runners)
     warm.generate_image_tokens_batch([CAT, LIGHTHOUSE])  # 3 images: bucket 4, a typical short prompt
     warm.answer_tokens_batch([AnswerRequest(photo, "What is this?", max_new_tokens=20, temperature=0)])
-    assert dict(warm.engine.runners.runners) == built  # nothing new was built
+    assert dict(warm.engine.runners) == built  # nothing new was built
