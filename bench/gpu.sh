@@ -42,12 +42,13 @@ step() {  # step NAME SECONDS COMMAND...: run it, keep its JSON lines, report ho
 
 step smoke 100 python3 -m pytest -q -p no:cacheprovider -m gpu tests/janus_model/test_gpu.py
 # Stock transformers in its own process: nothing of the engine's is resident while it runs.
-step stock-1.3b 80 python3 -m janus_model.bench --model janus-1.3b --device cuda --path stock \
+[ "${SKIP_STOCK:-0}" = 1 ] || step stock-1.3b 80 python3 -m janus_model.bench --model janus-1.3b --device cuda --path stock \
     --stock-images "${STOCK_IMAGES:-16}" --answer-tokens 128
 # The engine, each variant on the same model: graphs only, graphs + compiled kernels, and with
 # transformers' eager attention arithmetic instead of SDPA.
 step engine-1.3b 200 python3 -m janus_model.bench --model janus-1.3b --device cuda --path engine \
-    --images 1,16 --jobs 4x8 --answer-tokens 128 ${ENGINE_VARIANTS:---variant graphs=1,compile=0 --variant graphs=1,compile=1 --variant graphs=1,compile=1,attention=eager}
+    --images 1,16 --jobs 4x8 --answer-tokens 128 --vq-decode \
+    ${ENGINE_VARIANTS:---variant graphs=1,compile=0 --variant graphs=1,compile=1 --variant graphs=1,compile=1,attention=eager}
 # Janus-Pro-7B, one 16-image job planned to keep everything under 22 GB (the 24 GB-card case).
 step engine-7b 120 python3 -m janus_model.bench --model janus-pro-7b --device cuda --path engine \
     --images 16 --answer-tokens 0 --memory-cap-gb 22 ${ENGINE_7B_VARIANT:---compile}

@@ -289,6 +289,7 @@ def run_engine(args, subject: Subject, reporter: Reporter, options: EngineOption
     started = time.perf_counter()
     engine = DecodeEngine(subject.model, replace(options, memory=memory_policy(args, device)))
     described = {"cuda_graphs": engine.graphs, "compile": engine.decoder.kernels.compiled,
+                 "compile_cache_write": options.compile_cache_write and engine.decoder.kernels.compiled,
                  "attention": options.attention, "engine_setup_s": round(time.perf_counter() - started, 2)}
     sets = [("images", [count]) for count in parse_counts(args.images)]
     sets += [("images", parse_jobs(spec)) for spec in args.jobs]
@@ -308,6 +309,23 @@ def run_engine(args, subject: Subject, reporter: Reporter, options: EngineOption
 
         guarded(reporter, "engine", device, measure, **described)
     engine.release()
+    if args.vq_decode:
+        vq_decode_memory(subject, engine, reporter.base)
+
+
+def vq_decode_memory(subject: Subject, engine: DecodeEngine, base: dict) -> None:
+    """What decoding n images at once costs beyond what is already allocated (a batch's peak has it on top)."""
+    device = engine.device
+    for count in (1, 2):
+        codes = torch.randint(0, 16384, (count, engine.image_token_count), device=device)
+        fresh_memory(device)
+        before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+        record = {}
+        with measured(device, record):
+            codes_to_images(subject.model, codes)
+        if device.type == "cuda":
+            record["extra_allocated_gb"] = round(record.pop("peak_allocated_gb") - before / GB, 3)
+        emit({**base, "path": "engine", "workload": "vq_decode", "images": count, **record})
 
 
 def guarded(reporter: Reporter, path: str, device: torch.device, measure, **extra) -> None:
@@ -329,6 +347,7 @@ def engine_variants(args, device: torch.device) -> list[EngineOptions]:
         fields = dict(part.split("=") for part in spec.split(",") if part)
         variants.append(EngineOptions(cuda_graphs=fields.get("graphs", "1") == "1",
                                       compile=fields.get("compile", "0") == "1",
+                                      compile_cache_write=fields.get("store", "0") == "1",
                                       attention=fields.get("attention", "sdpa")))
     return variants
 
@@ -378,6 +397,7 @@ def parser() -> argparse.ArgumentParser:
                    help="engine options to measure, e.g. graphs=1,compile=1,attention=sdpa (repeatable)")
     p.add_argument("--memory-cap-gb", type=float, default=0,
                    help="plan batches to keep everything, weights included, under this many GB (10^9 bytes)")
+    p.add_argument("--vq-decode", action="store_true", help="also measure the VQ decoder's memory per image")
     p.add_argument("--quick", action="store_true", help="CPU smoke run: 1 and 2 images, 8 tokens")
     return p
 

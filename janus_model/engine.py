@@ -37,6 +37,7 @@ VQ_DECODE_MAX_CHUNK = 2
 class EngineOptions:
     cuda_graphs: bool = True  # used only on CUDA devices
     compile: bool = False  # torch.compile the decoder's elementwise kernels
+    compile_cache_write: bool = False  # with compile: the KV-cache write inside the rotary kernel
     # Pad batches to bucket sizes and keep one step runner per bucket. None: exactly when CUDA
     # graphs are in use (they need fixed shapes); tests turn it on for the CPU.
     bucketed: bool | None = None
@@ -61,13 +62,13 @@ class DecodeEngine:
         self.padded = self.graphs if options.bucketed is None else options.bucketed
         language_model = model.model.language_model
         self.decoder = FusedDecoder(language_model, attention=options.attention)
-        self.decoder.kernels = working_kernels(options.compile, self._probe_kernels)
+        self.decoder.kernels = working_kernels(options.compile, self._probe_kernels, options.compile_cache_write)
         self.arena = KVArena(language_model.config, model.dtype, self.device)
         # Measured once, with the weights loaded: the KV arena and working memory count against it.
         self.budget = options.memory.budget_bytes(self.device)
         self.kv_budget = max(0, self.budget - fixed_reserve_bytes(self.device, self._element_size(),
                                                                   VQ_DECODE_MAX_CHUNK))
-        self.pool = torch.cuda.graph_pool_handle() if self.graphs else None
+        self.pool = None  # see _graph_pool
         self.buffers: dict[str, ModeBuffers] = {}
         self.runners: dict[tuple, StepRunner] = {}
 
@@ -88,12 +89,21 @@ class DecodeEngine:
         key = (mode.name, samples, top_p)
         runner = self.runners.get(key)
         if runner is None:
-            runner = StepRunner(mode, buffers.state(mode, samples), self.decoder, top_p, self.pool)
+            runner = StepRunner(mode, buffers.state(mode, samples), self.decoder, top_p, self._graph_pool())
             if self.graphs:
                 log.info("captured decode steps for %s: %d windows", runner.label, len(runner.graphs))
             if self.padded:
                 self.runners[key] = runner
         return runner
+
+    def _graph_pool(self):
+        """The memory pool the graphs share. A pool dies with its last graph and its handle must not
+        be used again (the allocator asserts), so a new one starts whenever no graph is alive."""
+        if not self.graphs:
+            return None
+        if self.pool is None or not self.runners:
+            self.pool = torch.cuda.graph_pool_handle()
+        return self.pool
 
     def _buffers_for(self, mode, samples: int, length: int) -> ModeBuffers:
         """The mode's buffers, laid out anew (dropping its runners) when this batch does not fit."""
@@ -186,20 +196,25 @@ class DecodeEngine:
         return ready
 
     def _probe_kernels(self, kernels: Kernels) -> None:
-        """Run (so compile) each kernel once at decode shapes: a broken compiler shows here."""
+        """Run (so compile) each kernel once at decode shapes: a broken compiler shows here.
+        Inputs are made without the random generator, which a failed graph capture can leave unusable."""
         decoder, rows = self.decoder, 2
         hidden = self.model.config.text_config.hidden_size
-        dtype = self.model.dtype
+        options = {"device": self.device, "dtype": self.model.dtype}
         with torch.inference_mode():
-            x = torch.randn(rows, 1, hidden, device=self.device, dtype=dtype)
+            x = torch.linspace(-1, 1, rows * hidden, **options).view(rows, 1, hidden)
             norm = decoder.final_norm
             kernels.rms_norm(x, norm, decoder.eps)
             kernels.add_rms_norm(x, x, norm, decoder.eps)
             width = (decoder.heads + 2 * decoder.kv_heads) * decoder.head_dim
-            qkv = torch.randn(rows, 1, width, device=self.device, dtype=dtype)
+            qkv = torch.linspace(-1, 1, rows * width, **options).view(rows, 1, width)
             positions = torch.zeros(rows, 1, dtype=torch.long, device=self.device)
-            kernels.split_rotate(qkv, decoder.cos[positions], decoder.sin[positions], decoder.heads, decoder.kv_heads)
-            kernels.swiglu(torch.randn(rows, 1, 2 * hidden, device=self.device, dtype=dtype))
+            cos, sin = decoder.cos[positions], decoder.sin[positions]
+            kernels.split_rotate(qkv, cos, sin, decoder.heads, decoder.kv_heads)
+            cache = torch.zeros(2, rows, decoder.kv_heads, 4, decoder.head_dim, **options)
+            kernels.rotate_and_store(qkv, cos, sin, cache, torch.zeros(1, dtype=torch.long, device=self.device),
+                                     decoder.heads, decoder.kv_heads)
+            kernels.swiglu(torch.linspace(-1, 1, rows * 2 * hidden, **options).view(rows, 1, 2 * hidden))
 
 
 @contextmanager
