@@ -289,7 +289,6 @@ def run_engine(args, subject: Subject, reporter: Reporter, options: EngineOption
     started = time.perf_counter()
     engine = DecodeEngine(subject.model, replace(options, memory=memory_policy(args, device)))
     described = {"cuda_graphs": engine.graphs, "compile": engine.decoder.kernels.compiled,
-                 "compile_cache_write": options.compile_cache_write and engine.decoder.kernels.compiled,
                  "attention": options.attention, "engine_setup_s": round(time.perf_counter() - started, 2)}
     sets = [("images", [count]) for count in parse_counts(args.images)]
     sets += [("images", parse_jobs(spec)) for spec in args.jobs]
@@ -346,8 +345,7 @@ def engine_variants(args, device: torch.device) -> list[EngineOptions]:
     for spec in args.variant:
         fields = dict(part.split("=") for part in spec.split(",") if part)
         variants.append(EngineOptions(cuda_graphs=fields.get("graphs", "1") == "1",
-                                      compile=fields.get("compile", "0") == "1",
-                                      compile_cache_write=fields.get("store", "0") == "1",
+                                      compile={"1": True, "0": False}.get(fields.get("compile", "auto")),
                                       attention=fields.get("attention", "sdpa")))
     return variants
 
@@ -391,10 +389,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stock-images", default="1,16", help="image counts timed on the stock path")
     p.add_argument("--answer-tokens", type=int, default=128, help="new tokens of the understanding run (0: skip)")
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the decoder's kernels (default: on CUDA)")
     p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa")
     p.add_argument("--variant", action="append", default=[],
-                   help="engine options to measure, e.g. graphs=1,compile=1,attention=sdpa (repeatable)")
+                   help="engine options to measure, e.g. graphs=1,compile=0,attention=sdpa (repeatable)")
     p.add_argument("--memory-cap-gb", type=float, default=0,
                    help="plan batches to keep everything, weights included, under this many GB (10^9 bytes)")
     p.add_argument("--vq-decode", action="store_true", help="also measure the VQ decoder's memory per image")

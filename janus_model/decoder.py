@@ -77,7 +77,9 @@ class FusedDecoder:
     def _attend(self, kernels, layer: FusedLayer, hidden, cos, sin, cache, write_at, mask, window) -> torch.Tensor:
         rows, length, _ = hidden.shape
         qkv = F.linear(hidden, layer.qkv_weight, layer.qkv_bias)
-        q = kernels.rotate_and_store(qkv, cos, sin, cache, write_at, self.heads, self.kv_heads)
+        q, k, v = kernels.split_rotate(qkv, cos, sin, self.heads, self.kv_heads)
+        cache[0].index_copy_(2, write_at, k)
+        cache[1].index_copy_(2, write_at, v)
         keys, values = cache[0, :, :, :window], cache[1, :, :, :window]
         out = self._attention(q, keys, values, mask)
         return out.transpose(1, 2).reshape(rows, length, self.heads * self.head_dim)

@@ -36,8 +36,9 @@ VQ_DECODE_MAX_CHUNK = 2
 @dataclass(frozen=True)
 class EngineOptions:
     cuda_graphs: bool = True  # used only on CUDA devices
-    compile: bool = False  # torch.compile the decoder's elementwise kernels
-    compile_cache_write: bool = False  # with compile: the KV-cache write inside the rotary kernel
+    # torch.compile the decoder's elementwise kernels. None: on CUDA (1.4-1.7x faster steps,
+    # BENCHMARKS.md), not on a CPU (a long compile at start for little).
+    compile: bool | None = None
     # Pad batches to bucket sizes and keep one step runner per bucket. None: exactly when CUDA
     # graphs are in use (they need fixed shapes); tests turn it on for the CPU.
     bucketed: bool | None = None
@@ -62,7 +63,7 @@ class DecodeEngine:
         self.padded = self.graphs if options.bucketed is None else options.bucketed
         language_model = model.model.language_model
         self.decoder = FusedDecoder(language_model, attention=options.attention)
-        self.decoder.kernels = working_kernels(options.compile, self._probe_kernels, options.compile_cache_write)
+        self.decoder.kernels = working_kernels(self._compiles(options.compile), self._probe_kernels)
         self.arena = KVArena(language_model.config, model.dtype, self.device)
         # Measured once, with the weights loaded: the KV arena and working memory count against it.
         self.budget = options.memory.budget_bytes(self.device)
@@ -71,6 +72,9 @@ class DecodeEngine:
         self.pool = None  # see _graph_pool
         self.buffers: dict[str, ModeBuffers] = {}
         self.runners: dict[tuple, StepRunner] = {}
+
+    def _compiles(self, wanted: bool | None) -> bool:
+        return self.device.type == "cuda" if wanted is None else wanted
 
     def decode_loop(self):
         """Context for a batch's decode loop (after its prompt pass): see EngineOptions.forbid_sync."""
@@ -209,11 +213,7 @@ class DecodeEngine:
             width = (decoder.heads + 2 * decoder.kv_heads) * decoder.head_dim
             qkv = torch.linspace(-1, 1, rows * width, **options).view(rows, 1, width)
             positions = torch.zeros(rows, 1, dtype=torch.long, device=self.device)
-            cos, sin = decoder.cos[positions], decoder.sin[positions]
-            kernels.split_rotate(qkv, cos, sin, decoder.heads, decoder.kv_heads)
-            cache = torch.zeros(2, rows, decoder.kv_heads, 4, decoder.head_dim, **options)
-            kernels.rotate_and_store(qkv, cos, sin, cache, torch.zeros(1, dtype=torch.long, device=self.device),
-                                     decoder.heads, decoder.kv_heads)
+            kernels.split_rotate(qkv, decoder.cos[positions], decoder.sin[positions], decoder.heads, decoder.kv_heads)
             kernels.swiglu(torch.linspace(-1, 1, rows * 2 * hidden, **options).view(rows, 1, 2 * hidden))
 
 

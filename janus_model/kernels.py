@@ -12,7 +12,6 @@ attention window: warm-up compiles a handful of small functions once, not a grap
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
 import torch
@@ -55,15 +54,6 @@ def split_rotate(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads:
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v
 
 
-def rotate_and_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: torch.Tensor,
-                     write_at: torch.LongTensor, heads: int, kv_heads: int, split: Callable = split_rotate) -> torch.Tensor:
-    """split_rotate, then k and v into cache [2, R, KVH, L, D] at columns write_at; returns q."""
-    q, k, v = split(qkv, cos, sin, heads, kv_heads)
-    cache[0].index_copy_(2, write_at, k)
-    cache[1].index_copy_(2, write_at, v)
-    return q
-
-
 def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up over the fused [.., 2 * I] projection."""
     gate, up = gate_up.chunk(2, dim=-1)
@@ -75,19 +65,18 @@ class Kernels:
     rms_norm: Callable
     add_rms_norm: Callable
     split_rotate: Callable
-    rotate_and_store: Callable
     swiglu: Callable
     compiled: bool
 
 
-EAGER = Kernels(rms_norm, add_rms_norm, split_rotate, rotate_and_store, swiglu, compiled=False)
+EAGER = Kernels(rms_norm, add_rms_norm, split_rotate, swiglu, compiled=False)
 
 
-def compiled_kernels(cache_write: bool = False) -> Kernels:
+def compiled_kernels() -> Kernels:
     """The same functions through torch.compile (dynamic shapes; compiled on first call).
 
-    cache_write: compile the KV-cache write into the rotary kernel too (inductor turns the
-    functional copy back into an in-place scatter), one kernel instead of three per layer."""
+    The KV-cache write stays outside: compiled in (a mutation of a view of the arena), inductor
+    copied the cache instead of writing in place, and steps ran 2-4x slower (BENCHMARKS.md)."""
     # Batch size, prompt width and window vary; without this each would count as a recompile,
     # and past the default limit dynamo silently falls back to eager.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
@@ -95,16 +84,14 @@ def compiled_kernels(cache_write: bool = False) -> Kernels:
     def build(function):
         return torch.compile(function, dynamic=True, fullgraph=True)
 
-    split = build(split_rotate)
-    store = build(rotate_and_store) if cache_write else partial(rotate_and_store, split=split)
-    return Kernels(build(rms_norm), build(add_rms_norm), split, store, build(swiglu), compiled=True)
+    return Kernels(build(rms_norm), build(add_rms_norm), build(split_rotate), build(swiglu), compiled=True)
 
 
-def working_kernels(wanted: bool, probe: Callable[[Kernels], None], cache_write: bool = False) -> Kernels:
+def working_kernels(wanted: bool, probe: Callable[[Kernels], None]) -> Kernels:
     """Compiled kernels when wanted and `probe` runs them; else eager, with one warning saying why."""
     if not wanted:
         return EAGER
-    kernels = compiled_kernels(cache_write)
+    kernels = compiled_kernels()
     try:
         probe(kernels)
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: serve eagerly

@@ -83,10 +83,12 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=100)
     retry_backoff: float = Field(default=5, ge=0)
 
-    # The decode engine. CUDA graphs: the decode step is captured once per batch-size bucket and
-    # replayed (CUDA devices only). compile: torch.compile the step too, warmed at worker start.
+    # The decode engine. CUDA graphs: the decode step is captured per batch-size bucket and
+    # attention window, and replayed (CUDA devices only). compile: torch.compile the decoder's
+    # elementwise kernels at worker start; unset means on CUDA, off on a CPU. The compiled
+    # kernels are cached under data_dir/torchinductor, so a restarted worker reuses them.
     cuda_graphs: bool = True
-    compile: bool = False
+    compile: bool | None = None
     # Batches are planned against this share of the device's memory (host RAM on a CPU), less
     # the weights; a job that does not fit is split into chunks. batch_memory_mb, when set,
     # replaces the measurement with a fixed budget.

@@ -33,6 +33,8 @@ class WorkerRuntime:
             if self._model is None:
                 from janus_model import load_model
 
+                # Compiled kernels land on the data volume: a restart reuses them instead of compiling again.
+                os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.settings.data_path / "torchinductor"))
                 log.info("loading model %s on %s", self.settings.model, self.settings.device)
                 self._model = load_model(self.settings.model_source, device=self.settings.device,
                                          dtype=self.settings.dtype, options=engine_options(self.settings))

@@ -141,9 +141,8 @@ def test_a_failed_capture_falls_back_to_eager_with_one_warning(tiny_model, caplo
                        reference)
 
 
-@pytest.mark.parametrize("cache_write", [False, True])
-def test_compiled_kernels_compute_what_the_eager_ones_do(cache_write):
-    compiled = compiled_kernels(cache_write)
+def test_compiled_kernels_compute_what_the_eager_ones_do():
+    compiled = compiled_kernels()
     generator = torch.Generator().manual_seed(0)
     x, delta = torch.randn(3, 1, 32, generator=generator), torch.randn(3, 1, 32, generator=generator)
     weight = torch.randn(32, generator=generator)
@@ -155,10 +154,4 @@ def test_compiled_kernels_compute_what_the_eager_ones_do(cache_write):
     for ours, theirs in zip(compiled.split_rotate(qkv, cos, sin, 4, 4), EAGER.split_rotate(qkv, cos, sin, 4, 4)):
         torch.testing.assert_close(ours, theirs)
     torch.testing.assert_close(compiled.swiglu(qkv), EAGER.swiglu(qkv))
-    caches = [torch.zeros(2, 3, 4, 6, 8) for _ in range(2)]
-    at = torch.tensor([2])
-    for kernels, cache in zip((compiled, EAGER), caches):
-        q = kernels.rotate_and_store(qkv, cos, sin, cache, at, 4, 4)
-        torch.testing.assert_close(q, EAGER.split_rotate(qkv, cos, sin, 4, 4)[0])
-    torch.testing.assert_close(caches[0], caches[1])
-    assert caches[0][:, :, :, 2].abs().sum() > 0 and caches[0][:, :, :, 3].abs().sum() == 0
+

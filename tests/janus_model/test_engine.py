@@ -144,11 +144,10 @@ def test_a_stopped_answer_leaves_the_others(tiny_model, photo):
     assert torch.equal(outcomes[1], tiny_model.answer_tokens_batch(requests[1:])[0])
 
 
-@pytest.mark.parametrize("cache_write", [False, True])
-def test_compiled_kernels_give_the_same_tokens(tiny_model, alone, cache_write):
-    """JANUS_COMPILE: the compiled decoder kernels (inductor on the CPU here) change no token,
-    also with the KV-cache write compiled into the rotary kernel (a view of the arena, mutated)."""
-    compiled = variant(tiny_model, compile=True, compile_cache_write=cache_write, bucketed=True)
+def test_compiled_kernels_give_the_same_tokens(tiny_model, alone):
+    """JANUS_COMPILE: the compiled decoder kernels (inductor on the CPU here) change no token."""
+    assert not tiny_model.engine.decoder.kernels.compiled  # auto: off on a CPU
+    compiled = variant(tiny_model, compile=True, bucketed=True)
     assert compiled.engine.decoder.kernels.compiled
     assert torch.equal(compiled.generate_image_tokens_batch([CAT])[0], alone[CAT.prompt])
 
