@@ -1,7 +1,8 @@
 """GPU smoke test of the engine (skipped without CUDA; bench/gpu.sh runs it first on a GPU machine).
 
 - CUDA-graph replay gives the tokens the same step gives eagerly, in bf16, for both modes;
-- a rerun through the same graphs (rewound state) is bit-identical;
+- a rerun through the same graphs (rewound state) is bit-identical, and so is a job beside other
+  batch-mates of the same shape;
 - nothing inside a decode loop synchronises the host with the device;
 - float32 greedy tokens equal transformers' generate();
 - at the real Janus-1.3B size, the fused decoder's logits match transformers' forward;
@@ -59,6 +60,19 @@ def test_graph_replay_equals_the_eager_step_and_a_rerun_is_identical(gpu_bf16, p
     for first, second, reference in zip(replayed_answers, again_answers, stepped_answers):
         assert torch.equal(first, second)
         assert torch.equal(first, reference)
+
+
+def test_a_job_is_the_same_beside_other_batch_mates_of_the_same_shape(gpu_bf16):
+    """README's GPU promise: the same batch shape (bucket, prompt width) gives a job the same
+    tokens whatever its batch-mates ask for; only the shape changes bf16 rounding."""
+    janus = engine_variant(gpu_bf16)
+    target = ImageRequest("picture 1", 1, cfg_weight=5.0, temperature=1.0, seed=11)
+    mates = [ImageRequest("picture 2", 1, cfg_weight=2.0, temperature=0.7, seed=5),
+             ImageRequest("picture 3", 1, cfg_weight=7.0, temperature=1.0, seed=9)]
+    assert len({janus.count_prompt_tokens(request.prompt) for request in [target, *mates]}) == 1
+    beside_first = janus.generate_image_tokens_batch([target, mates[0]])[0]
+    beside_second = janus.generate_image_tokens_batch([mates[1], target])[1]
+    assert torch.equal(beside_first, beside_second)
 
 
 def test_a_decode_loop_that_synchronises_is_caught(gpu_bf16):
