@@ -34,7 +34,7 @@ def _wait_ready(base: str, process: subprocess.Popen, timeout: float = 120) -> N
         try:
             if requests.get(base + "/readyz", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.5)
     raise TimeoutError("janusq run did not become ready")

@@ -37,10 +37,16 @@ class Stack:
     # -- processes -------------------------------------------------------------------------
     def start(self, workers: int = 1, queues: str | None = None) -> "Stack":
         upgrade(self.settings.database)
-        self.api = self._spawn("api", "serve")
-        for _ in range(workers):
-            self.start_worker(queues)
-        self.wait_ready()
+        try:
+            self.api = self._spawn("api", "serve")
+            for _ in range(workers):
+                self.start_worker(queues)
+            self.wait_ready()
+        except BaseException:
+            # A stack that failed to start must not leave workers behind: they would take the
+            # messages of every later test that shares the broker.
+            self.stop()
+            raise
         return self
 
     def start_worker(self, queues: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -61,8 +67,8 @@ class Stack:
             try:
                 if requests.get(self.base_url + "/readyz", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or slow while the workers load the model beside it
             time.sleep(0.3)
         raise TimeoutError(f"API not ready; logs in {self.log_dir}")
 
