@@ -63,6 +63,18 @@ def attention(rows: int) -> None:
         except Exception as exc:  # noqa: BLE001 - a backend that refuses the call is a finding too
             print(json.dumps({"bench": "step_probe", "part": "attention_masked", "rows": rows,
                               "backend": backend.name, "error": str(exc).splitlines()[0][:200]}), flush=True)
+    # The engine's mask is a strided view [R, 1, 1, window] of a persistent [R, L] mask: does
+    # cuDNN still take it? (In the engine it was not picked; the contiguous mask above is.)
+    persistent = torch.zeros(rows, WINDOW + 32, device="cuda", dtype=torch.bfloat16)
+    strided = persistent[:, None, None, :WINDOW]
+    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+        try:
+            with sdpa_kernel(backend):
+                seconds = replay_seconds(lambda: F.scaled_dot_product_attention(q, keys, values, attn_mask=strided))
+            report("attention_strided_mask", rows, seconds, kv_bytes, backend=backend.name)
+        except Exception as exc:  # noqa: BLE001
+            print(json.dumps({"bench": "step_probe", "part": "attention_strided_mask", "rows": rows,
+                              "backend": backend.name, "error": str(exc).splitlines()[0][:200]}), flush=True)
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):  # no mask: the bound a varlen kernel could reach
         seconds = replay_seconds(lambda: F.scaled_dot_product_attention(q, keys, values))
     report("attention_unmasked", rows, seconds, kv_bytes, backend="FLASH_ATTENTION")

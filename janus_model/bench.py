@@ -391,7 +391,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the decoder's kernels (default: on CUDA)")
-    p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa")
+    p.add_argument("--attention", choices=("sdpa", "cudnn", "eager"), default="sdpa")
     p.add_argument("--variant", action="append", default=[],
                    help="engine options to measure, e.g. graphs=1,compile=0,attention=sdpa (repeatable)")
     p.add_argument("--memory-cap-gb", type=float, default=0,

@@ -42,7 +42,7 @@ class EngineOptions:
     # Pad batches to bucket sizes and keep one step runner per bucket. None: exactly when CUDA
     # graphs are in use (they need fixed shapes); tests turn it on for the CPU.
     bucketed: bool | None = None
-    attention: str = "sdpa"  # or "eager": transformers' eager attention arithmetic
+    attention: str = "sdpa"  # "cudnn": SDPA asked for cuDNN first; "eager": transformers' eager arithmetic
     memory: MemoryPolicy = MemoryPolicy()
     # Debugging aid (and the GPU smoke test): any host-device synchronisation inside a decode
     # loop raises, instead of silently stalling the GPU every step.

@@ -152,6 +152,14 @@ def test_compiled_kernels_give_the_same_tokens(tiny_model, alone):
     assert torch.equal(compiled.generate_image_tokens_batch([CAT])[0], alone[CAT.prompt])
 
 
+@pytest.mark.parametrize("attention", ["cudnn", "eager"])
+def test_other_attention_kernels_give_the_same_tokens(tiny_model, alone, attention):
+    """The attention variants the GPU benchmark compares compute the same function (on a CPU,
+    "cudnn" falls back to the kernels that can run there)."""
+    other = variant(tiny_model, attention=attention)
+    assert torch.equal(other.generate_image_tokens_batch([CAT])[0], alone[CAT.prompt])
+
+
 def test_warm_up_builds_every_bucket_once_and_later_batches_reuse_them(tiny_model, photo):
     warm = variant(tiny_model, bucketed=True)
     ready = warm.engine.warm_up(max_images=4, max_answers=2)
