@@ -23,6 +23,8 @@ def readyz():
         "database": _probe(lambda: _ping_database(svc)),
         "broker": _probe(svc.publisher.check),
         "storage": _probe(lambda: svc.storage.check()),
+        # What the API needs of the model to accept jobs: its tokenizer and config (prompt limits).
+        "model": _probe(lambda: svc.prompt_budget),
     }
     down = [name for name, state in checks.items() if state != "ok"]
     if not down:

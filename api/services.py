@@ -1,6 +1,7 @@
 """What the API's routes use, built once per app by the factory (nothing connects until used)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -12,6 +13,10 @@ from jobs.queue import Publisher
 from jobs.settings import Settings
 from jobs.storage import Storage, open_storage
 
+# After the model's tokenizer could not be read, requests (and /readyz) answer 503 from memory
+# for this long before trying again: an unreachable hub costs each try tens of seconds.
+BUDGET_RETRY_SECONDS = 10.0
+
 
 @dataclass
 class Services:
@@ -21,6 +26,7 @@ class Services:
 
     def __post_init__(self):
         self._prompt_budget = None
+        self._budget_error, self._budget_failed_at = None, 0.0
         self.db = Database(self.settings.database)
         self.publisher = Publisher(self.settings)
 
@@ -45,11 +51,16 @@ class Services:
         if self._prompt_budget is None:
             from janus_model.budget import PromptBudget
 
+            if self._budget_error is not None and time.monotonic() - self._budget_failed_at < BUDGET_RETRY_SECONDS:
+                raise self._budget_error  # a hub that timed out is not asked again on every request
             try:
                 self._prompt_budget = PromptBudget.from_checkpoint(self.settings.model_source)
             except (OSError, ValueError, KeyError) as exc:
-                raise ApiError.of("unavailable", f"the model's tokenizer could not be read: {exc}",
-                                  "model") from None
+                self._budget_failed_at = time.monotonic()
+                self._budget_error = ApiError.of("unavailable", f"the model's tokenizer could not be read: "
+                                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                                                 "model")
+                raise self._budget_error from None
         return self._prompt_budget
 
 

@@ -51,9 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
     serve = commands.add_parser("serve", help="the HTTP API under gunicorn")
     serve.set_defaults(handler=_serve)
-    worker = commands.add_parser("worker", help="a GPU worker (one per GPU)")
+    worker = commands.add_parser("worker", help="a worker; with --gpus one per GPU, supervised")
     worker.add_argument("--queues", default=",".join(QUEUES), help="comma-separated: generate,understand")
     worker.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides JANUS_DEVICE)")
+    several = worker.add_mutually_exclusive_group()
+    several.add_argument("--gpus", help="all, a count, or indices like 0,2,5: one worker process per GPU, "
+                                        "each pinned to its GPU, restarted if it dies")
+    several.add_argument("--replicas", type=int, help="N supervised workers on this machine's device "
+                                                      "(the CPU, or a simulated model)")
+    worker.add_argument("--name", help="this worker's name (its Celery node is NAME@host)")
     worker.set_defaults(handler=_worker)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
@@ -136,14 +142,32 @@ def _worker(settings: Settings, args) -> int:
     if unknown or not queues:
         print(f"janusq: invalid --queues: {args.queues!r} (choose from {', '.join(QUEUES)})", file=sys.stderr)
         return 2
+    if args.gpus or args.replicas is not None:
+        return _supervise(settings, args, ",".join(queues))
     prepare_model(settings)
     from worker.celery_app import create_worker_app
 
     app = create_worker_app(settings)
     app.worker_main(["worker", "--loglevel=INFO", "--pool=prefork", "--concurrency=1",
-                     f"--queues={','.join(queues)}", f"--hostname=janus-{os.getpid()}@%h",
+                     f"--queues={','.join(queues)}", f"--hostname={args.name or f'janus-{os.getpid()}'}@%h",
                      "--without-gossip", "--without-mingle"])
-    return 0
+    # Celery does not hand back its exit code: a worker whose model would not load must still
+    # exit non-zero, so that a supervisor or orchestrator acts on it.
+    from worker.model_gate import MODEL_FAILED_EXIT
+
+    return MODEL_FAILED_EXIT if app.janus_gate.failed.is_set() else 0
+
+
+def _supervise(settings: Settings, args, queues: str) -> int:
+    from janusq.supervisor import Supervisor, SupervisorError, gpu_children, replica_children
+
+    try:
+        children = gpu_children(args.gpus, queues) if args.gpus else replica_children(args.replicas, queues)
+    except SupervisorError as exc:
+        print(f"janusq: {exc}", file=sys.stderr)
+        return 2
+    prepare_model(settings)  # once here, not in every child at the same time
+    return Supervisor(children).run()
 
 
 def prepare_model(settings: Settings) -> None:

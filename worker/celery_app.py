@@ -10,12 +10,15 @@ from jobs.db import Database
 from jobs.queue import TASK_NAME, Publisher, make_celery
 from jobs.settings import QUEUES, Settings
 from jobs.sweeper import Sweeper, SweeperLoop
+from worker.model_gate import ModelGate, WaitForModel
 from worker.runtime import WorkerRuntime
 
 
 def create_worker_app(settings: Settings):
     app = make_celery(settings, name="janusq-worker")
     runtime = WorkerRuntime(settings)
+    app.janus_gate = ModelGate()
+    app.steps["worker"].add(WaitForModel)  # no consuming until the pool process has its model
 
     @app.task(name=TASK_NAME)
     def run_job(job_id: str) -> str:
@@ -24,7 +27,7 @@ def create_worker_app(settings: Settings):
     @worker_process_init.connect(weak=False)
     def _load_in_child(**_):
         runtime.after_fork()
-        runtime.model()
+        app.janus_gate.load_in_pool_process(runtime.model, f"{settings.model} on {settings.device}")
 
     sweeper = sweeper_loop(settings)
 

@@ -43,6 +43,7 @@ class Executor:
     def run(self, job_id: str) -> str:
         """Returns the job's final status, or 'skipped' when the job was not claimable."""
         started = time.monotonic()
+        self.runner.model_provider()  # no model, no claim: a failure here leaves the job queued
         batch = self._claim(lambda session: claim_batch(session, job_id, self.worker_name, self.limits))
         if not batch:
             log.info("job %s not claimable (taken, canceled, finished or missing); dropping message", job_id)

@@ -39,6 +39,9 @@ class WorkerRuntime:
                 self._model = load_model(self.settings.model_source, device=self.settings.device,
                                          dtype=self.settings.dtype, options=engine_options(self.settings))
                 log.info("model loaded on %s", self._model.device)
+                if self.settings.device == "auto" and self._model.device.type == "cpu":
+                    log.warning("JANUS_DEVICE=auto found no CUDA device: this worker runs on the CPU "
+                                "(set JANUS_DEVICE=cuda to refuse to start without a GPU)")
                 # CUDA graphs (and compiled kernels) of each image batch size, built before the first job.
                 self._model.engine.warm_up(self.settings.max_batch_images, self.settings.max_batch_answers)
             return self._model
