@@ -22,7 +22,7 @@ NEEDS_A_WORKER = {states.QUEUED: 3, states.RUNNING: 2}
 FINISHED = {states.SUCCEEDED: 4, states.FAILED: 1, states.CANCELED: 1}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once, whatever the renderings
 def jobs_database():
     with fresh_database("janusq_keda") as url:
         db = Database(url)
