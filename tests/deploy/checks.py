@@ -119,9 +119,8 @@ def grace_problems(m: Manifests) -> list[str]:
         problems.append(f"worker: terminationGracePeriodSeconds {grace} is not above "
                         f"JANUS_JOB_SOFT_TIME_LIMIT {soft} + {SHUTDOWN_MARGIN_SECONDS} s: a draining "
                         "worker would be killed mid-batch")
-    for hook in ("preStop",):
-        if hook in worker.spec.get("lifecycle", {}):
-            problems.append(f"worker: a {hook} hook spends the grace period before Celery hears SIGTERM")
+    if "preStop" in worker.spec.get("lifecycle", {}):
+        problems.append("worker: a preStop hook spends the grace period before Celery hears SIGTERM")
     api = m.container(*API)
     argv = gunicorn_argv(settings_of(m, api))
     graceful = int(argv[argv.index("--graceful-timeout") + 1])
@@ -196,7 +195,8 @@ def gpu_problems(m: Manifests) -> list[str]:
         problems.append("worker: spec.replicas is set; KEDA owns it and each apply would reset it")
     for container in m.containers():
         resources = container.spec.get("resources", {})
-        if container.spec is not worker.spec and (GPU in resources.get("limits", {}) or GPU in resources.get("requests", {})):
+        holds_gpu = GPU in resources.get("limits", {}) or GPU in resources.get("requests", {})
+        if holds_gpu and container.spec is not worker.spec:
             problems.append(f"{container.label}: holds a GPU it does not use")
     return problems
 

@@ -20,6 +20,7 @@ OLDEST_KUBERNETES = "1.29"
 KUBERNETES_VERSIONS = (OLDEST_KUBERNETES, kubernetes_validate.latest_version())
 
 DEFINITIONS = "https://kubernetes.io/api/_definitions.json#/$defs/"
+HPA_BEHAVIOR = DEFINITIONS + "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior"
 STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 NAME_REF = {"type": "object", "required": ["name"], "additionalProperties": False,
             "properties": {"name": {"type": "string", "minLength": 1}, "kind": {"type": "string"}}}
@@ -73,8 +74,7 @@ SCALED_OBJECT_SPEC = {
                 "restoreToOriginalReplicaCount": {"type": "boolean"},
                 "horizontalPodAutoscalerConfig": {
                     "type": "object", "additionalProperties": False,
-                    "properties": {"name": {"type": "string"},
-                                   "behavior": {"$ref": DEFINITIONS + "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior"}},
+                    "properties": {"name": {"type": "string"}, "behavior": {"$ref": HPA_BEHAVIOR}},
                 },
             },
         },

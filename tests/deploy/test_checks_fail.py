@@ -79,7 +79,8 @@ MISTAKES = [
      checks.command_problems, "a shell would swallow SIGTERM"),
     ("the wrong role", lambda r: container(r, checks.WORKER).update(command=["janusq", "serve"]),
      checks.command_problems, "not 'worker'"),
-    ("an option the CLI lacks", lambda r: container(r, checks.WORKER).update(command=["janusq", "worker", "--qeues", "x"]),
+    ("an option the CLI lacks",
+     lambda r: container(r, checks.WORKER).update(command=["janusq", "worker", "--qeues", "x"]),
      checks.command_problems, "refused by the CLI"),
     ("another image", lambda r: container(r, checks.MIGRATE).update(image="janusq:old"),
      checks.image_problems, "different images"),
@@ -110,7 +111,8 @@ MISTAKES = [
     ("KEDA credentials under another key", lambda r: secret(r, "janusq-keda-postgres").update(
         url=secret(r, "janusq-keda-postgres").pop("connection")), checks.reference_problems, "no key connection"),
     ("KEDA on another database", lambda r: secret(r, "janusq-keda-postgres").update(
-        connection="postgresql://janus:x@postgres.example.internal:5432/other"), checks.keda_problems, "KEDA counts jobs in"),
+        connection="postgresql://janus:x@postgres.example.internal:5432/other"),
+     checks.keda_problems, "KEDA counts jobs in"),
     ("KEDA given SQLAlchemy's URL", lambda r: secret(r, "janusq-keda-postgres").update(
         connection=secret(r)["JANUS_DATABASE_URL"]), checks.keda_problems, "postgresql+psycopg"),
     ("workers never at zero", lambda r: scaled(r).update(minReplicaCount=1),
