@@ -108,22 +108,80 @@ def test_migrate_runs_once_after_postgres(services):
     assert "healthcheck" in services["postgres"]
 
 
-def test_worker_has_a_gpu_and_scales(compose, services):
+def gpu_devices(service: dict) -> list[dict]:
+    devices = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+    return [d for d in devices if d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", [])]
+
+
+def test_worker_reserves_every_gpu_and_runs_one_process_per_gpu(compose, services):
+    """Replicas of one service all get the same GPUs (docker/compose#11863), so one container
+    takes them all and `janusq worker --gpus all` starts a pinned worker process per GPU."""
     worker = services["worker"]
-    assert command(worker)[:2] == ["janusq", "worker"]
-    assert "container_name" not in worker, "--scale worker=N needs compose-made names"
-    assert not worker.get("ports"), "fixed host ports clash when scaled"
-    devices = worker["deploy"]["resources"]["reservations"]["devices"]
-    assert any(
-        d.get("driver") == "nvidia" and d.get("count") == 1 and "gpu" in d.get("capabilities", [])
-        for d in devices
-    )
+    command_line = command(worker)
+    assert command_line[:2] == ["janusq", "worker"]
+    assert command_line[command_line.index("--gpus") + 1] == "all"
+    devices = gpu_devices(worker)
+    assert len(devices) == 1 and devices[0].get("count") == "all" and "device_ids" not in devices[0], devices
+    assert worker.get("deploy", {}).get("replicas", 1) == 1, "replicas would share the same GPUs"
+    assert_model_cache_is_shared(compose, worker)
+
+
+def assert_model_cache_is_shared(compose: dict, worker: dict) -> None:
     hf_home = environment(worker)["HF_HOME"]
     mounts = [str(v) for v in worker.get("volumes", [])]
     named = [m for m in mounts if m.split(":")[1] == hf_home]
     assert named and named[0].split(":")[0] in compose["volumes"], (
         f"HF_HOME {hf_home} is not on a named volume shared by the workers: {mounts}"
     )
+
+
+def compose_seconds(duration: str) -> float:
+    """Compose's durations: 90s, 28m, 1h30m, 1m30.5s."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)", str(duration))
+    assert parts and "".join(n + u for n, u in parts) == str(duration), f"not a duration: {duration}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def test_worker_drains_before_it_is_killed(compose, services, monkeypatch):
+    """stop_grace_period covers the batch in hand, which ends by the soft time limit."""
+    for key in [k for k in os.environ if k.startswith("JANUS_")]:
+        monkeypatch.delenv(key)
+    for key, value in environment(services["worker"]).items():
+        if key.startswith("JANUS_"):
+            monkeypatch.setenv(key, interpolate(value))
+    soft_limit = load_settings().job_soft_time_limit
+    assert compose_seconds(services["worker"]["stop_grace_period"]) >= soft_limit + 60
+
+
+PER_GPU_BLOCK = re.compile(r"^  # per-GPU services \(begin\)\n(.*?)^  # per-GPU services \(end\)$", re.M | re.S)
+
+
+def per_gpu_alternative() -> dict:
+    """docker-compose.yml with its commented per-GPU services uncommented and `worker` removed."""
+    text = COMPOSE_FILE.read_text()
+    block = PER_GPU_BLOCK.search(text)
+    assert block, "the per-GPU alternative is no longer in docker-compose.yml"
+    uncommented = re.sub(r"^  # ?", "  ", block.group(1), flags=re.M)
+    compose = yaml.safe_load(text.replace(block.group(1), uncommented))
+    del compose["services"]["worker"]
+    return compose
+
+
+def test_per_gpu_alternative_pins_one_gpu_per_service():
+    compose = per_gpu_alternative()
+    workers = {name: s for name, s in compose["services"].items() if command(s)[:2] == ["janusq", "worker"]}
+    assert len(workers) >= 2
+    pinned = []
+    for name, service in workers.items():
+        assert "--gpus" not in command(service), f"{name}: one GPU, so a plain worker"
+        devices = gpu_devices(service)
+        assert len(devices) == 1 and "count" not in devices[0], f"{name}: {devices}"
+        assert len(devices[0]["device_ids"]) == 1, f"{name}: one GPU per service"
+        pinned += devices[0]["device_ids"]
+        assert environment(service) == environment(compose["services"]["api"])
+        assert_model_cache_is_shared(compose, service)
+    assert len(set(pinned)) == len(pinned), f"two services on one GPU: {pinned}"
 
 
 def test_createbucket_makes_the_storage_bucket(compose, services):
