@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from janusq.cli import _parser
 from jobs.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +120,8 @@ def test_worker_reserves_every_gpu_and_runs_one_process_per_gpu(compose, service
     worker = services["worker"]
     command_line = command(worker)
     assert command_line[:2] == ["janusq", "worker"]
-    assert command_line[command_line.index("--gpus") + 1] == "all"
+    args = _parser().parse_args(command_line[1:])  # the real CLI: a flag it lacks fails here
+    assert args.handler.__name__ == "_worker" and args.gpus == "all" and args.replicas is None
     devices = gpu_devices(worker)
     assert len(devices) == 1 and devices[0].get("count") == "all" and "device_ids" not in devices[0], devices
     assert worker.get("deploy", {}).get("replicas", 1) == 1, "replicas would share the same GPUs"
