@@ -4,9 +4,16 @@ from __future__ import annotations
 import os
 import socket
 
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    celeryd_after_setup,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from jobs.db import Database
+from jobs.heartbeat import HeartbeatLoop, HeartbeatRow, WorkerIdentity
 from jobs.queue import TASK_NAME, Publisher, make_celery
 from jobs.settings import QUEUES, Settings
 from jobs.sweeper import Sweeper, SweeperLoop
@@ -27,15 +34,32 @@ def create_worker_app(settings: Settings):
         runtime.model()
 
     sweeper = sweeper_loop(settings)
+    heartbeat: list[HeartbeatLoop] = []  # made once Celery has named this worker
+
+    @celeryd_after_setup.connect(weak=False)
+    def _register(sender, **_):
+        # Before the pool forks: the child inherits the name, and the row exists before it
+        # reports its device or a batch.
+        runtime.node_name = sender
+        heartbeat.append(heartbeat_loop(settings, sender, served_job_types(app)))
 
     @worker_ready.connect(weak=False)
-    def _start_sweeper(**_):
+    def _start_loops(**_):
         sweeper.start()  # in the main process; whichever worker holds the lock sweeps
+        for loop in heartbeat:
+            loop.start()
 
     @worker_shutting_down.connect(weak=False)
     def _stop_draining(**_):
         runtime.stopping.set()  # the running task finishes its batch, then returns
         sweeper.stop()
+        for loop in heartbeat:
+            loop.draining()
+
+    @worker_shutdown.connect(weak=False)
+    def _stopped(**_):
+        for loop in heartbeat:  # after the pool finished its batch: a clean stop
+            loop.stop()
 
     app.janus_runtime = runtime
     return app
@@ -46,6 +70,17 @@ def sweeper_loop(settings: Settings) -> SweeperLoop:
     sweeper = Sweeper(Database(settings.database), Publisher(settings),
                       requeue_after=settings.requeue_after, max_attempts=settings.max_attempts)
     return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)
+
+
+def heartbeat_loop(settings: Settings, name: str, queues: tuple[str, ...]) -> HeartbeatLoop:
+    """Registers the row now; its beats run in a thread of the main process from worker_ready."""
+    db = Database(settings.database)
+    identity = WorkerIdentity(name=name, host=socket.gethostname(), pid=os.getpid(), device=settings.device,
+                              model=settings.model, queues=queues, beat_seconds=settings.heartbeat_seconds)
+    loop = HeartbeatLoop(HeartbeatRow(db, name), identity)
+    loop.register()
+    db.close()  # the pool forks next: no connection of the parent's may cross into the child
+    return loop
 
 
 def served_job_types(app) -> tuple[str, ...]:
