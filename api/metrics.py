@@ -110,8 +110,9 @@ def _oldest_queued(rows):
 
 
 def _worker_metric(counts: dict[str, int]):
-    metric = GaugeMetricFamily("janus_workers", "Workers by status, from their heartbeat rows: busy (running "
-                               "a batch), idle, draining, gone (stopped beating), stopped", labels=["status"])
+    metric = GaugeMetricFamily("janus_workers", "Workers by status, from their heartbeat rows: starting (loading "
+                               "the model), busy (running a batch), idle, draining, gone (stopped beating), "
+                               "stopped", labels=["status"])
     for status in STATUSES:
         metric.add_metric([status], counts[status])
     return metric

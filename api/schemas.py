@@ -284,7 +284,7 @@ class JobList(_Out):
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null at the end.")
 
 
-WorkerStatus = Literal["busy", "idle", "draining", "gone", "stopped"]
+WorkerStatus = Literal["starting", "busy", "idle", "draining", "gone", "stopped"]
 
 
 class WorkerBatchOut(_Out):
@@ -298,8 +298,9 @@ class WorkerBatchOut(_Out):
 class WorkerOut(_Out):
     name: str = Field(description="The worker's Celery node name, e.g. gpu0@host: one per worker process.")
     status: WorkerStatus = Field(description=(
-        "busy (running a batch), idle, draining (finishing its batch before it stops), gone (silent for "
-        "three heartbeats: killed, hung or cut off), stopped (shut down cleanly)."))
+        "starting (loading its model), busy (running a batch), idle, draining (finishing its batch before "
+        "it stops), gone (silent for three heartbeats: killed, hung or cut off), stopped (shut down "
+        "cleanly)."))
     host: str
     pid: int = Field(description="The worker's main process on its host.")
     device: str = Field(examples=["cuda:0 (CUDA_VISIBLE_DEVICES=5)"])

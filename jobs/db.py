@@ -71,11 +71,6 @@ class Database:
         finally:
             session.close()
 
-    def close(self) -> None:
-        """Close pooled connections (in a parent, before it forks, so no child inherits them)."""
-        if self._engine is not None:
-            self._engine.dispose()
-
     def dispose(self) -> None:
         """Drop pooled connections (call in a child after fork)."""
         if self._engine is not None:

@@ -2,21 +2,23 @@
 
 Writes are few on purpose, since every worker of a fleet shares one database: one upsert when
 the worker starts, one UPDATE per beat (every JANUS_HEARTBEAT_SECONDS, from a thread of the
-Celery main process, as the sweeper runs), two per batch (its start and its end, from the
-process that runs it), and one when the worker stops. Nothing per job or per decode step.
+Celery main process, as the sweeper runs), one when its model is loaded, two per batch (its
+start and its end, from the process that runs it), and one when the worker stops. Nothing per
+job or per decode step.
 A worker that cannot write (the database is down) keeps working and tries again next beat:
 visibility must never stop the work. jobs/workers.py reads the rows.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterator
+from typing import Callable, Iterator
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import case, delete, insert, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from jobs.db import Database
@@ -24,7 +26,9 @@ from jobs.models import Worker, WorkerBatch, utcnow
 
 log = logging.getLogger(__name__)
 
-RUNNING, DRAINING, STOPPED = "running", "draining", "stopped"
+# starting: loading its model (takes no jobs yet); running; draining: finishing its batch before
+# it stops; stopped: a clean shutdown.
+STARTING, RUNNING, DRAINING, STOPPED = "starting", "running", "draining", "stopped"
 # Rows of workers unheard of for this long are deleted when another worker starts: names made
 # of a pid or a pod's name are never reused, and the listing would otherwise grow forever.
 FORGET_AFTER = timedelta(days=1)
@@ -50,11 +54,11 @@ class HeartbeatRow:
     def __init__(self, db: Database, name: str):
         self.db, self.name = db, name
 
-    def register(self, identity: WorkerIdentity) -> None:
+    def register(self, identity: WorkerIdentity, state: str = STARTING) -> None:
         """Create the row, or take over the one an earlier process of this name left."""
         now = utcnow()
         values = {"host": identity.host[:255], "pid": identity.pid, "device": identity.device[:128],
-                  "model": identity.model[:255], "queues": list(identity.queues), "state": RUNNING,
+                  "model": identity.model[:255], "queues": list(identity.queues), "state": state,
                   "beat_seconds": identity.beat_seconds, "started_at": identity.started_at,
                   "last_seen_at": now, "stopped_at": None, "batch": None}
         with self.db.session() as session:
@@ -78,10 +82,12 @@ class HeartbeatRow:
         with self.db.session() as session:
             self._update(session, state=STOPPED, stopped_at=now, last_seen_at=now, batch=None)
 
-    def report_device(self, device: str) -> None:
-        """The device the model actually loaded on (`auto` resolved), from the process that runs
-        batches; a new such process runs no batch yet, so one its predecessor left is cleared."""
-        self._quietly("device", lambda session: self._update(session, device=device[:128], batch=None))
+    def report_ready(self, device: str) -> None:
+        """The model is loaded, on this device (`auto` resolved): said by the process that runs
+        batches. A new such process runs no batch yet, so one its predecessor left is cleared."""
+        running = case((Worker.state == STARTING, RUNNING), else_=Worker.state)  # draining stays draining
+        self._quietly("model", lambda session: self._update(session, device=device[:128], batch=None,
+                                                            state=running))
 
     @contextmanager
     def batch(self, batch_id: str, job_type: str, job_ids: list[str], size: int) -> Iterator[None]:
@@ -115,19 +121,33 @@ class HeartbeatRow:
 
 
 class HeartbeatLoop:
-    """Registers the worker, then beats every `beat_seconds` in a daemon thread until stopped."""
+    """Registers the worker, then beats every `beat_seconds` in a daemon thread until stopped.
 
-    def __init__(self, row: HeartbeatRow, identity: WorkerIdentity):
-        self.row, self.identity = row, identity
+    It starts before the model loads (which can take minutes), so a loading worker reads as
+    starting, not gone. `model_ready` says whether the process that runs batches has its model;
+    a beat carries the state, so a row re-registered after it vanished is right again.
+    """
+
+    def __init__(self, row: HeartbeatRow, identity: WorkerIdentity, model_ready: Callable[[], bool] = lambda: True):
+        self.row, self.identity, self.model_ready = row, identity, model_ready
         self.registered = False
-        self._state = RUNNING
+        self._draining = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # The pool forks while this thread may hold pooled connections: a child must drop them
+        # unused (psycopg never closes a parent's connection from a child).
+        os.register_at_fork(after_in_child=row.db.dispose)
+
+    @property
+    def state(self) -> str:
+        if self._draining:
+            return DRAINING
+        return RUNNING if self.model_ready() else STARTING
 
     def register(self) -> bool:
         try:
-            self.row.register(self.identity)
+            self.row.register(self.identity, self.state)
             self.registered = True
         except SQLAlchemyError as exc:  # the loop tries again at each beat
             log.warning("heartbeat row %s: could not register (%s)", self.row.name, type(exc).__name__)
@@ -139,7 +159,7 @@ class HeartbeatLoop:
 
     def draining(self) -> None:
         """Asked to shut down: say so at once (safe from a signal handler: it only sets flags)."""
-        self._state = DRAINING
+        self._draining = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -154,7 +174,7 @@ class HeartbeatLoop:
             log.warning("heartbeat row %s: could not mark it stopped (%s)", self.row.name, type(exc).__name__)
 
     def tick(self) -> None:
-        if not self.registered or not self.row.beat(self._state):
+        if not self.registered or not self.row.beat(self.state):
             self.registered = False  # the row vanished (e.g. forgotten or a restored database)
             self.register()
 

@@ -12,13 +12,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobs.heartbeat import DRAINING, STOPPED
+from jobs.heartbeat import DRAINING, STARTING, STOPPED
 from jobs.models import Worker, utcnow
 
 GONE_AFTER_BEATS = 3
-# busy: running a batch; idle: waiting for one; draining: finishing its batch before it stops;
-# gone: stopped beating without saying goodbye (killed, hung, cut off); stopped: shut down cleanly.
-STATUSES = ("busy", "idle", "draining", "gone", "stopped")
+# starting: loading its model; busy: running a batch; idle: waiting for one; draining: finishing
+# its batch before it stops; gone: stopped beating without saying goodbye (killed, hung, cut
+# off); stopped: shut down cleanly.
+STATUSES = ("starting", "busy", "idle", "draining", "gone", "stopped")
 
 
 def status_of(worker: Worker, now: datetime) -> str:
@@ -26,8 +27,8 @@ def status_of(worker: Worker, now: datetime) -> str:
         return "stopped"
     if now - worker.last_seen_at > timedelta(seconds=GONE_AFTER_BEATS * worker.beat_seconds):
         return "gone"
-    if worker.state == DRAINING:
-        return "draining"
+    if worker.state in (STARTING, DRAINING):
+        return worker.state
     return "busy" if worker.batch else "idle"
 
 

@@ -37,17 +37,15 @@ def create_worker_app(settings: Settings):
     heartbeat: list[HeartbeatLoop] = []  # made once Celery has named this worker
 
     @celeryd_after_setup.connect(weak=False)
-    def _register(sender, **_):
-        # Before the pool forks: the child inherits the name, and the row exists before it
-        # reports its device or a batch.
+    def _start_heartbeat(sender, **_):
+        # Before the pool forks: the child inherits the name, and the row exists before the
+        # child reports its model or a batch. Beats start now, while the model loads.
         runtime.node_name = sender
-        heartbeat.append(heartbeat_loop(settings, sender, served_job_types(app)))
+        heartbeat.append(heartbeat_loop(settings, sender, served_job_types(app), runtime.model_loaded.is_set))
 
     @worker_ready.connect(weak=False)
-    def _start_loops(**_):
+    def _start_sweeper(**_):
         sweeper.start()  # in the main process; whichever worker holds the lock sweeps
-        for loop in heartbeat:
-            loop.start()
 
     @worker_shutting_down.connect(weak=False)
     def _stop_draining(**_):
@@ -72,14 +70,13 @@ def sweeper_loop(settings: Settings) -> SweeperLoop:
     return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)
 
 
-def heartbeat_loop(settings: Settings, name: str, queues: tuple[str, ...]) -> HeartbeatLoop:
-    """Registers the row now; its beats run in a thread of the main process from worker_ready."""
-    db = Database(settings.database)
+def heartbeat_loop(settings: Settings, name: str, queues: tuple[str, ...], model_ready) -> HeartbeatLoop:
+    """Registers the row now and beats from a thread of the main process until a clean stop."""
     identity = WorkerIdentity(name=name, host=socket.gethostname(), pid=os.getpid(), device=settings.device,
                               model=settings.model, queues=queues, beat_seconds=settings.heartbeat_seconds)
-    loop = HeartbeatLoop(HeartbeatRow(db, name), identity)
+    loop = HeartbeatLoop(HeartbeatRow(Database(settings.database), name), identity, model_ready)
     loop.register()
-    db.close()  # the pool forks next: no connection of the parent's may cross into the child
+    loop.start()
     return loop
 
 

@@ -31,6 +31,9 @@ class WorkerRuntime:
         # The Celery node name (e.g. gpu0@host), set in the main process before the pool forks so
         # the child that runs batches writes to the same heartbeat row as the main process's beats.
         self.node_name = f"{socket.gethostname()}:{os.getpid()}"
+        # Set by the process that runs batches once its model is loaded and warm; the main
+        # process's heartbeat reads it (the row says starting until then).
+        self.model_loaded = multiprocessing.Event()
 
     def model(self):
         with self._lock:
@@ -43,9 +46,10 @@ class WorkerRuntime:
                 self._model = load_model(self.settings.model_source, device=self.settings.device,
                                          dtype=self.settings.dtype, options=engine_options(self.settings))
                 log.info("model loaded on %s", self._model.device)
-                self.heartbeat_row().report_device(describe_device(self._model.device))
                 # CUDA graphs (and compiled kernels) of each image batch size, built before the first job.
                 self._model.engine.warm_up(self.settings.max_batch_images, self.settings.max_batch_answers)
+                self.model_loaded.set()
+                self.heartbeat_row().report_ready(describe_device(self._model.device))
             return self._model
 
     def executor(self, job_types: tuple[str, ...] = ()) -> Executor:
@@ -69,6 +73,7 @@ class WorkerRuntime:
     def after_fork(self) -> None:
         """Connections made before the fork belong to the parent: drop them."""
         self.db.dispose()
+        self.model_loaded.clear()  # a new pool process (its predecessor died) loads the model again
         self.storage = open_storage(self.settings.storage, self.settings.s3_endpoint_url)
 
 

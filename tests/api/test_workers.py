@@ -31,6 +31,7 @@ def register(pg, name: str, beat: float = 5.0) -> HeartbeatRow:
     row = HeartbeatRow(pg, name)
     row.register(WorkerIdentity(name=name, host="host-a", pid=7, device="cuda:0", model="tiny",
                                 queues=("generate",), beat_seconds=beat))
+    row.report_ready("cuda:0")
     return row
 
 

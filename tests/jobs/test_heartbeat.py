@@ -1,6 +1,7 @@
 """Heartbeat rows on SQLite and PostgreSQL: registered, beaten, showing a batch, stopped, gone."""
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -22,16 +23,27 @@ def row_of(db, name="gpu0@host-a") -> Worker:
         return session.get(Worker, name)
 
 
-def test_register_writes_who_the_worker_is(db):
+def ready(db, name="gpu0@host-a", **fields) -> HeartbeatRow:
+    """A registered worker whose model has loaded."""
+    row = HeartbeatRow(db, name)
+    row.register(identity(name=name, **fields))
+    row.report_ready("cpu")
+    return row
+
+
+def test_register_writes_who_the_worker_is_then_the_model_makes_it_ready(db):
     me = identity()
     HeartbeatRow(db, me.name).register(me)
     row = row_of(db)
     assert (row.host, row.pid, row.device, row.model, row.queues) == ("host-a", 4242, "auto", "tiny",
                                                                       ["generate", "understand"])
-    assert row.state == "running" and row.beat_seconds == 5.0 and row.batch is None
+    assert row.state == "starting" and row.beat_seconds == 5.0 and row.batch is None
     assert row.started_at == me.started_at and row.last_seen_at >= me.started_at
     shown = worker_to_dict(row)
-    assert shown["status"] == "idle" and shown["name"] == "gpu0@host-a" and shown["stopped_at"] is None
+    assert shown["status"] == "starting" and shown["name"] == "gpu0@host-a" and shown["stopped_at"] is None
+    HeartbeatRow(db, me.name).report_ready("cuda:0 (CUDA_VISIBLE_DEVICES=5)")
+    row = row_of(db)
+    assert row.device == "cuda:0 (CUDA_VISIBLE_DEVICES=5)" and worker_to_dict(row)["status"] == "idle"
 
 
 def test_a_restarted_worker_takes_its_row_over(db):
@@ -42,14 +54,13 @@ def test_a_restarted_worker_takes_its_row_over(db):
     first.stop()
     HeartbeatRow(db, "gpu0@host-a").register(identity(pid=5151, device="cuda:0"))
     row = row_of(db)
-    assert (row.pid, row.device, row.state, row.stopped_at, row.batch) == (5151, "cuda:0", "running", None, None)
+    assert (row.pid, row.device, row.state, row.stopped_at, row.batch) == (5151, "cuda:0", "starting", None, None)
     with db.session() as session:
         assert session.execute(select(func.count()).select_from(Worker)).scalar_one() == 1
 
 
 def test_a_batch_shows_while_it_runs_and_is_counted(db):
-    heartbeat = HeartbeatRow(db, "gpu0@host-a")
-    heartbeat.register(identity())
+    heartbeat = ready(db)
     with heartbeat.batch("abc123", "generate", ["j1", "j2"], 12):
         row = row_of(db)
         assert status_of(row, utcnow()) == "busy"
@@ -75,19 +86,24 @@ def test_a_batch_that_raises_is_cleared_too(db):
 
 
 def test_a_new_process_clears_the_batch_its_predecessor_left(db):
-    heartbeat = HeartbeatRow(db, "gpu0@host-a")
-    heartbeat.register(identity())
-    with db.session() as session:  # as if the child died mid-batch
+    heartbeat = ready(db)
+    with db.session() as session:  # as if the pool process died mid-batch
         session.execute(update(Worker).values(batch={"id": "x", "type": "generate", "jobs": ["j"], "size": 1,
                                                      "started_at": "2026-01-01T00:00:00Z"}))
-    heartbeat.report_device("cuda:0 (CUDA_VISIBLE_DEVICES=5)")
-    row = row_of(db)
-    assert row.device == "cuda:0 (CUDA_VISIBLE_DEVICES=5)" and row.batch is None
+    heartbeat.report_ready("cpu")
+    assert row_of(db).batch is None and row_of(db).state == "running"
+
+
+def test_a_model_loaded_while_draining_leaves_it_draining(db):
+    heartbeat = HeartbeatRow(db, "gpu0@host-a")
+    heartbeat.register(identity())
+    assert heartbeat.beat("draining")
+    heartbeat.report_ready("cpu")
+    assert row_of(db).state == "draining" and row_of(db).device == "cpu"
 
 
 def test_silence_longer_than_three_beats_is_gone_and_a_clean_stop_is_stopped(db):
-    heartbeat = HeartbeatRow(db, "gpu0@host-a")
-    heartbeat.register(identity(beat=2.0))
+    heartbeat = ready(db, beat=2.0)
     seen = row_of(db).last_seen_at
     assert status_of(row_of(db), seen + timedelta(seconds=GONE_AFTER_BEATS * 2.0 - 0.1)) == "idle"
     assert status_of(row_of(db), seen + timedelta(seconds=GONE_AFTER_BEATS * 2.0 + 0.1)) == "gone"
@@ -99,30 +115,37 @@ def test_silence_longer_than_three_beats_is_gone_and_a_clean_stop_is_stopped(db)
 
 
 def test_counts_by_status(db):
-    for index, beat in enumerate((5.0, 5.0, 5.0, 0.01)):
-        HeartbeatRow(db, f"w{index}").register(identity(name=f"w{index}", beat=beat))
+    for index, beat in enumerate((5.0, 5.0, 5.0, 0.01, 5.0)):
+        ready(db, f"w{index}", beat=beat)
+    HeartbeatRow(db, "w5").register(identity(name="w5"))
     with HeartbeatRow(db, "w0").batch("b", "generate", ["j"], 1):
         HeartbeatRow(db, "w1").stop()
+        HeartbeatRow(db, "w4").beat("draining")
         time.sleep(0.1)  # w3 beats every 0.01 s: silent for 0.1 s, it is gone
         with db.session() as session:
             counts = count_by_status(list_workers(session))
-    assert counts == {"busy": 1, "idle": 1, "draining": 0, "gone": 1, "stopped": 1}
+    assert counts == {"starting": 1, "busy": 1, "idle": 1, "draining": 1, "gone": 1, "stopped": 1}
 
 
-def test_the_loop_beats_and_says_stopped(db):
-    loop = HeartbeatLoop(HeartbeatRow(db, "gpu0@host-a"), identity(beat=0.05))
+def wait_until(check, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert check()
+
+
+def test_the_loop_beats_says_when_the_model_is_ready_and_says_stopped(db):
+    loaded = threading.Event()
+    loop = HeartbeatLoop(HeartbeatRow(db, "gpu0@host-a"), identity(beat=0.05), model_ready=loaded.is_set)
     assert loop.register()
     first = row_of(db).last_seen_at
     loop.start()
-    deadline = time.monotonic() + 10
-    while row_of(db).last_seen_at == first and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert row_of(db).last_seen_at > first
+    wait_until(lambda: row_of(db).last_seen_at > first)
+    assert row_of(db).state == "starting"  # beating while the model loads: not gone
+    loaded.set()
+    wait_until(lambda: row_of(db).state == "running")
     loop.draining()
-    deadline = time.monotonic() + 10
-    while row_of(db).state != "draining" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert row_of(db).state == "draining"
+    wait_until(lambda: row_of(db).state == "draining")
     loop.stop()
     assert row_of(db).state == "stopped"
 
@@ -134,7 +157,7 @@ def test_a_vanished_row_is_registered_again(db):
     with db.session() as session:
         session.execute(delete(Worker))
     loop.tick()
-    assert row_of(db).state == "running"
+    assert row_of(db).state == "running"  # its model is ready (the default here): not starting again
 
 
 def test_rows_unheard_of_for_a_day_are_forgotten_when_a_worker_starts(db):
