@@ -11,7 +11,6 @@ visibility must never stop the work. jobs/workers.py reads the rows.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +45,15 @@ class WorkerIdentity:
     queues: tuple[str, ...]
     beat_seconds: float
     started_at: datetime = field(default_factory=utcnow)
+
+
+def heartbeat_database(url: str) -> Database:
+    """The main process's connections for its beats. The beats run while Celery forks the pool
+    process, and a SQLite connection must never cross a fork (the child's SQLite would believe
+    it holds the parent's file locks), so on SQLite each beat opens and closes its own. A
+    PostgreSQL connection may cross unused (psycopg never closes a parent's connection from a
+    child), so there the beats keep a pooled one."""
+    return Database(url, pooled=not url.startswith("sqlite"))
 
 
 class HeartbeatRow:
@@ -135,9 +143,6 @@ class HeartbeatLoop:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        # The pool forks while this thread may hold pooled connections: a child must drop them
-        # unused (psycopg never closes a parent's connection from a child).
-        os.register_at_fork(after_in_child=row.db.dispose)
 
     @property
     def state(self) -> str:
@@ -170,6 +175,7 @@ class HeartbeatLoop:
             self._thread.join(timeout=self.identity.beat_seconds + 5)
         try:
             self.row.stop()
+            log.info("heartbeat row %s: stopped", self.row.name)
         except SQLAlchemyError as exc:
             log.warning("heartbeat row %s: could not mark it stopped (%s)", self.row.name, type(exc).__name__)
 
@@ -179,6 +185,10 @@ class HeartbeatLoop:
             self.register()
 
     def _run(self) -> None:
+        # register() has just written the row; the first beat waits an interval, by which time
+        # the pool process has forked (see heartbeat_database).
+        self._wake.wait(self.identity.beat_seconds)
+        self._wake.clear()
         while not self._stop.is_set():
             try:
                 self.tick()

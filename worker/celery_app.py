@@ -13,7 +13,7 @@ from celery.signals import (
 )
 
 from jobs.db import Database
-from jobs.heartbeat import HeartbeatLoop, HeartbeatRow, WorkerIdentity
+from jobs.heartbeat import HeartbeatLoop, HeartbeatRow, WorkerIdentity, heartbeat_database
 from jobs.queue import TASK_NAME, Publisher, make_celery
 from jobs.settings import QUEUES, Settings
 from jobs.sweeper import Sweeper, SweeperLoop
@@ -74,7 +74,7 @@ def heartbeat_loop(settings: Settings, name: str, queues: tuple[str, ...], model
     """Registers the row now and beats from a thread of the main process until a clean stop."""
     identity = WorkerIdentity(name=name, host=socket.gethostname(), pid=os.getpid(), device=settings.device,
                               model=settings.model, queues=queues, beat_seconds=settings.heartbeat_seconds)
-    loop = HeartbeatLoop(HeartbeatRow(Database(settings.database), name), identity, model_ready)
+    loop = HeartbeatLoop(HeartbeatRow(heartbeat_database(settings.database), name), identity, model_ready)
     loop.register()
     loop.start()
     return loop
