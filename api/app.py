@@ -31,8 +31,10 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
 def _register_blueprints(app: Flask) -> None:
     from api.health import health
     from api.routes import jobs_api
+    from api.workers import workers_api
 
     app.register_blueprint(jobs_api)
+    app.register_blueprint(workers_api)
     app.register_blueprint(health)
 
 

@@ -1,8 +1,8 @@
 """Who is asking: `Authorization: Bearer <key>` on every /v1 request when auth is on.
 
-Sets `g.tenant` (the key's tenant, or "local" with auth off) and `g.api_key_id`, and counts
-the request against the key's rate limit. /healthz, /readyz, /metrics and /openapi.json are
-in another blueprint and stay open.
+Sets `g.tenant` (the key's tenant, or "local" with auth off), `g.api_key_id` and `g.admin`,
+and counts the request against the key's rate limit. /healthz, /readyz, /metrics and
+/openapi.json are in another blueprint and stay open.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ CHALLENGE = 'Bearer realm="janusq"'
 def authenticate() -> None:
     svc = services()
     if not svc.settings.auth_enabled:
-        g.tenant, g.api_key_id = LOCAL_OWNER, None
+        # Auth off means loopback only: whoever is there is the operator.
+        g.tenant, g.api_key_id, g.admin = LOCAL_OWNER, None, True
         return
     presented = _bearer_token()
     with svc.db.session() as session:
@@ -28,8 +29,15 @@ def authenticate() -> None:
         if key is None:
             # Unknown and revoked keys get the same answer: nothing to learn about which keys exist.
             raise _unauthorized("the API key is not valid (unknown or revoked)", invalid=True)
-        g.tenant, g.api_key_id = key.tenant, key.id
+        g.tenant, g.api_key_id, g.admin = key.tenant, key.id, bool(key.admin)
     _count_request(svc, key.id)
+
+
+def require_admin() -> None:
+    """For routes about the service rather than a tenant's jobs (after `authenticate`)."""
+    if not g.admin:
+        raise ApiError.of("forbidden", "this needs an admin API key (janusq keys create --admin)",
+                          "Authorization")
 
 
 def _bearer_token() -> str:

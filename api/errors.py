@@ -7,6 +7,7 @@ from typing import Any
 STATUS_OF_CODE: dict[str, int] = {
     "invalid_json": 400,
     "unauthorized": 401,
+    "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
     "payload_too_large": 413,

@@ -63,7 +63,7 @@ def _component_schemas(max_chars: int) -> dict[str, Any]:
     components: dict[str, Any] = {}
     _add(components, "JobRequest", TypeAdapter(schemas.JobRequest).json_schema(
         ref_template=REF_TEMPLATE, mode="validation"))
-    for model in (schemas.JobOut, schemas.JobList, schemas.ErrorOut):
+    for model in (schemas.JobOut, schemas.JobList, schemas.WorkerList, schemas.ErrorOut):
         _add(components, model.__name__, _response_schema(model))
     for name, field in CAPPED_TEXT.items():
         components[name]["properties"][field]["maxLength"] = max_chars
@@ -199,6 +199,7 @@ def _paths() -> dict[str, Any]:
             })
         },
         "/v1/jobs/{job_id}/images/{index}": {"get": _guarded(_get_image())},
+        "/v1/workers": {"get": _guarded(_list_workers())},
         "/healthz": {"get": _probe("healthz", "Liveness: the API process is up.", ready=False)},
         "/readyz": {"get": _probe("readyz", "Readiness: database and queue reachable.", ready=True)},
         "/metrics": {
@@ -318,6 +319,23 @@ def _list_jobs() -> dict[str, Any]:
         "responses": {
             "200": {"description": "A page of jobs.", "content": _json("JobList")},
             "422": _error("A query parameter is invalid (code validation_error)."),
+            "503": UNAVAILABLE,
+        },
+    }
+
+
+def _list_workers() -> dict[str, Any]:
+    return {
+        "operationId": "listWorkers",
+        "summary": "List the workers (admin keys only)",
+        "description": (
+            "Every worker's heartbeat row: who it is, where it runs, its status and the batch it "
+            "runs. For operators: needs an API key made with `janusq keys create --admin` "
+            "(open when the server runs with auth off on loopback)."
+        ),
+        "responses": {
+            "200": {"description": "The workers.", "content": _json("WorkerList")},
+            "403": _error("The API key is not an admin key (code forbidden)."),
             "503": UNAVAILABLE,
         },
     }

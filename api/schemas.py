@@ -284,6 +284,41 @@ class JobList(_Out):
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null at the end.")
 
 
+WorkerStatus = Literal["starting", "busy", "idle", "draining", "gone", "stopped"]
+
+
+class WorkerBatchOut(_Out):
+    id: str = Field(description="The batch id, also in each finished job's result.batch.")
+    type: JobType
+    jobs: list[str] = Field(description="Ids of the jobs in the batch.")
+    size: int = Field(ge=1, description="Rows the model runs: images (generate) or answers (understand).")
+    started_at: datetime
+
+
+class WorkerOut(_Out):
+    name: str = Field(description="The worker's Celery node name, e.g. gpu0@host: one per worker process.")
+    status: WorkerStatus = Field(description=(
+        "starting (loading its model), busy (running a batch), idle, draining (finishing its batch before "
+        "it stops), gone (silent for three heartbeats: killed, hung or cut off), stopped (shut down "
+        "cleanly)."))
+    host: str
+    pid: int = Field(description="The worker's main process on its host.")
+    device: str = Field(examples=["cuda:0 (CUDA_VISIBLE_DEVICES=5)"])
+    model: str
+    queues: list[JobType]
+    started_at: datetime
+    last_seen_at: datetime = Field(description="Its last heartbeat.")
+    seconds_since_seen: float = Field(ge=0)
+    heartbeat_seconds: float = Field(gt=0, description="How often it beats.")
+    stopped_at: datetime | None = None
+    batch: WorkerBatchOut | None = Field(None, description=(
+        "What it runs now; for a gone worker, what it ran when last heard from."))
+
+
+class WorkerList(_Out):
+    data: list[WorkerOut]
+
+
 class ErrorBody(_Out):
     code: str = Field(examples=["validation_error"])
     message: str

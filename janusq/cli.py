@@ -1,4 +1,5 @@
-"""`janusq`: run (all-in-one local service), serve (API), worker, migrate, keys (API keys), bench."""
+"""`janusq`: run (all-in-one local service), serve (API), worker, workers (who is there), migrate,
+keys (API keys), bench."""
 from __future__ import annotations
 
 import argparse
@@ -61,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                                                       "(the CPU, or a simulated model)")
     worker.add_argument("--name", help="this worker's name (its Celery node is NAME@host)")
     worker.set_defaults(handler=_worker)
+    workers = commands.add_parser("workers", help="the workers: status, device, queues, current batch")
+    workers.add_argument("--json", action="store_true", help="a JSON array, as GET /v1/workers gives it")
+    workers.set_defaults(handler=_workers)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     _add_keys_commands(commands)
@@ -74,6 +78,8 @@ def _add_keys_commands(commands) -> None:
     create = actions.add_parser("create", help="create a key and print it (shown only this once)")
     create.add_argument("--name", required=True, help="what the key is for, e.g. ci or alice-laptop")
     create.add_argument("--tenant", help="whose jobs it sees and makes (default: the name, a tenant of its own)")
+    create.add_argument("--admin", action="store_true",
+                        help="an operator's key: it may also list the workers (GET /v1/workers)")
     create.set_defaults(handler=_keys_create)
     listing = actions.add_parser("list", help="every key, without secrets")
     listing.set_defaults(handler=_keys_list)
@@ -199,11 +205,12 @@ def _keys_create(settings: Settings, args) -> int:
     from jobs import keys
 
     with _keys_session(settings) as session:
-        new = keys.create_key(session, args.name, args.tenant)
+        new = keys.create_key(session, args.name, args.tenant, admin=args.admin)
         record = new.record
     # The key alone on stdout (KEY=$(janusq keys create ...)); what it is on stderr.
     print(new.secret)
-    print(f"created API key {record.id} (prefix {record.prefix}, name {record.name}, tenant "
+    kind = "admin API key" if record.admin else "API key"
+    print(f"created {kind} {record.id} (prefix {record.prefix}, name {record.name}, tenant "
           f"{record.tenant}); it is shown only this once and only its hash is stored", file=sys.stderr)
     return 0
 
@@ -213,10 +220,11 @@ def _keys_list(settings: Settings, _args) -> int:
 
     with _keys_session(settings) as session:
         records = keys.list_keys(session)
-    print(f"{'ID':32}  {'PREFIX':11}  {'NAME':20}  {'TENANT':20}  {'CREATED':20}  STATUS")
+    print(f"{'ID':32}  {'PREFIX':11}  {'NAME':20}  {'TENANT':20}  {'ROLE':6}  {'CREATED':20}  STATUS")
     for record in records:
         status = f"revoked {_stamp(record.revoked_at)}" if record.revoked_at else "active"
-        print(f"{record.id:32}  {record.prefix:11}  {record.name:20}  {record.tenant:20}  "
+        role = "admin" if record.admin else "tenant"
+        print(f"{record.id:32}  {record.prefix:11}  {record.name:20}  {record.tenant:20}  {role:6}  "
               f"{_stamp(record.created_at):20}  {status}")
     return 0
 
@@ -229,6 +237,33 @@ def _keys_revoke(settings: Settings, args) -> int:
     state = "revoked" if revoked else "was already revoked"
     print(f"API key {record.id} (prefix {record.prefix}, name {record.name}) {state}")
     return 0
+
+
+def _workers(settings: Settings, args) -> int:
+    import json
+
+    from jobs import workers
+    from jobs.db import Database
+    from jobs.models import utcnow
+
+    with Database(settings.database).session() as session:
+        rows = [workers.worker_to_dict(worker, utcnow()) for worker in workers.list_workers(session)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'NAME':28}  {'STATUS':8}  {'DEVICE':16}  {'MODEL':16}  {'QUEUES':19}  {'PID':>7}  "
+          f"{'STARTED':20}  {'SEEN':>7}  BATCH")
+    for row in rows:
+        print(f"{row['name']:28}  {row['status']:8}  {row['device']:16}  {row['model']:16}  "
+              f"{','.join(row['queues']):19}  {row['pid']:>7}  {row['started_at'][:19] + 'Z':20}  "
+              f"{row['seconds_since_seen']:>6.1f}s  {_batch_summary(row['batch'])}")
+    return 0
+
+
+def _batch_summary(batch: dict | None) -> str:
+    if not batch:
+        return "-"
+    return f"{batch['id']} {batch['type']} x{batch['size']}: {' '.join(batch['jobs'])}"
 
 
 def _stamp(value) -> str:

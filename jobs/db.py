@@ -7,19 +7,23 @@ from typing import Iterator
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pooled: bool = True) -> Engine:
+    """`pooled=False`: a connection per session, closed after it (nothing open between uses)."""
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, pooled)
     # pre_ping: a restarted database costs one failed request, not a poisoned pool.
     connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    if not pooled:
+        return create_engine(url, poolclass=NullPool, connect_args=connect_args)
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args)
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, pooled: bool = True) -> Engine:
     _ensure_sqlite_folder(url)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": 30}, **({} if pooled else {"poolclass": NullPool}))
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):
@@ -44,15 +48,15 @@ def _ensure_sqlite_folder(url: str) -> None:
 class Database:
     """Owns one engine; created lazily so nothing connects at import or before a fork."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, pooled: bool = True):
+        self.url, self.pooled = url, pooled
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.url)
+            self._engine = make_engine(self.url, self.pooled)
             self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self._engine
 

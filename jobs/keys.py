@@ -50,14 +50,15 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def create_key(session: Session, name: str, tenant: str | None = None) -> NewKey:
-    """A new key for `tenant` (default: a tenant of its own, named like the key)."""
+def create_key(session: Session, name: str, tenant: str | None = None, admin: bool = False) -> NewKey:
+    """A new key for `tenant` (default: a tenant of its own, named like the key). An admin key
+    works like any other for its tenant's jobs and may also see the cluster (GET /v1/workers)."""
     check_name(name, "name")
     tenant = check_name(tenant if tenant is not None else name, "tenant")
     prefix = KEY_PREFIX + "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_CHARS))
     secret = f"{prefix}_{secrets.token_urlsafe(32)}"
     record = ApiKey(id=uuid.uuid4().hex, name=name, tenant=tenant, prefix=prefix,
-                    key_hash=hash_key(secret), created_at=utcnow(), revoked_at=None)
+                    key_hash=hash_key(secret), admin=admin, created_at=utcnow(), revoked_at=None)
     session.add(record)
     session.flush()
     return NewKey(record, secret)

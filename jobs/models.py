@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -95,6 +95,8 @@ class ApiKey(Base):
     tenant: Mapped[str] = mapped_column(String(64))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64))
+    # An operator's key: it may also see the cluster (GET /v1/workers), not only its tenant's jobs.
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -112,3 +114,43 @@ class Lock(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Worker(Base):
+    """A worker's heartbeat row (jobs/heartbeat.py writes it, jobs/workers.py reads it).
+
+    One row per Celery node (e.g. `gpu0@host`): a restarted worker with the same name takes
+    its row over. `beat_seconds` is the writer's own interval, so readers judge "gone" by it
+    whatever their own settings say.
+    """
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(255))
+    queues: Mapped[list] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))  # running, draining or stopped (as the worker last said)
+    beat_seconds: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The batch it runs now: {"id", "type", "jobs": [ids], "size", "started_at"}; null when idle.
+    batch: Mapped[dict | None] = mapped_column(JSON)
+
+
+class WorkerBatch(Base):
+    """One row per batch a worker started: what /metrics' batch-size histogram counts."""
+
+    __tablename__ = "worker_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(String(32))
+    worker: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16))
+    jobs: Mapped[int] = mapped_column(Integer)
+    # Rows the model ran: images (generate) or answers (understand), the units of the batch caps.
+    size: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)

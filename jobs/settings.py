@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(default=5, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=100)
     retry_backoff: float = Field(default=5, ge=0)
+    # Each worker updates its row in the `workers` table this often (one UPDATE a beat); one
+    # silent for three beats shows as gone (jobs/workers.py).
+    heartbeat_seconds: float = Field(default=5, gt=0, le=300)
 
     # The decode engine. CUDA graphs: the decode step is captured per batch-size bucket and
     # attention window, and replayed (CUDA devices only). compile: torch.compile the decoder's

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import nullcontext
 from typing import Callable
 
 from janus_model.errors import GenerationStopped
 from jobs import states
 from jobs.db import Database
+from jobs.heartbeat import HeartbeatRow
 from jobs.storage import Storage
 from worker.claims import GENERATE, Claimed
 from worker.faults import crash_if_poisoned
@@ -27,19 +29,27 @@ log = logging.getLogger("worker.executor")
 
 class BatchRunner:
     def __init__(self, db: Database, storage: Storage, model_provider: Callable, progress_interval: float, *,
-                 worker_name: str = "", lease_seconds: float = 60, retry: RetryPolicy = RetryPolicy()):
+                 worker_name: str = "", lease_seconds: float = 60, retry: RetryPolicy = RetryPolicy(),
+                 heartbeat: HeartbeatRow | None = None):
         self.db, self.storage, self.model_provider = db, storage, model_provider
         self.progress_interval = progress_interval
         self.worker_name, self.lease_seconds, self.retry = worker_name, lease_seconds, retry
+        self.heartbeat = heartbeat
 
     def run(self, batch: list[Claimed]) -> dict[str, str]:
         """Runs claimed jobs of one type together; returns each job's status by id afterwards."""
         info = batch_info(batch)
         log.info("batch %s of %d %s jobs (%d images): %s", info["id"], len(batch), batch[0].type,
                  info.get("images", 0), " ".join(job.id for job in batch))
-        with LeaseKeeper(self.db, self.worker_name, [job.id for job in batch], self.lease_seconds):
+        with LeaseKeeper(self.db, self.worker_name, [job.id for job in batch], self.lease_seconds), \
+                self._shown_on_heartbeat(batch, info):
             crash_if_poisoned(batch)
             return self._run(batch, info)
+
+    def _shown_on_heartbeat(self, batch: list[Claimed], info: dict):
+        if self.heartbeat is None:
+            return nullcontext()
+        return self.heartbeat.batch(info["id"], batch[0].type, [job.id for job in batch], batch_size(info))
 
     def _run(self, batch: list[Claimed], info: dict) -> dict[str, str]:
         reporters = BatchProgress.reporters(self.db, [job.id for job in batch], self.progress_interval)
@@ -138,6 +148,11 @@ def batch_info(batch: list[Claimed]) -> dict:
     if batch[0].type == GENERATE:
         info["images"] = sum(job.weight for job in batch)
     return info
+
+
+def batch_size(info: dict) -> int:
+    """Rows the model runs: images (generate) or answers (understand), the units of the caps."""
+    return info.get("images", info["jobs"])
 
 
 def error_code_of(exc: BaseException) -> str:

@@ -4,9 +4,16 @@ from __future__ import annotations
 import os
 import socket
 
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    celeryd_after_setup,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from jobs.db import Database
+from jobs.heartbeat import HeartbeatLoop, HeartbeatRow, WorkerIdentity, heartbeat_database
 from jobs.queue import TASK_NAME, Publisher, make_celery
 from jobs.settings import QUEUES, Settings
 from jobs.sweeper import Sweeper, SweeperLoop
@@ -30,6 +37,14 @@ def create_worker_app(settings: Settings):
         app.janus_gate.load_in_pool_process(runtime.model, f"{settings.model} on {settings.device}")
 
     sweeper = sweeper_loop(settings)
+    heartbeat: list[HeartbeatLoop] = []  # made once Celery has named this worker
+
+    @celeryd_after_setup.connect(weak=False)
+    def _start_heartbeat(sender, **_):
+        # Before the pool forks: the child inherits the name, and the row exists before the
+        # child reports its model or a batch. Beats start now, while the model loads.
+        runtime.node_name = sender
+        heartbeat.append(heartbeat_loop(settings, sender, served_job_types(app), runtime.model_loaded.is_set))
 
     @worker_ready.connect(weak=False)
     def _start_sweeper(**_):
@@ -39,6 +54,13 @@ def create_worker_app(settings: Settings):
     def _stop_draining(**_):
         runtime.stopping.set()  # the running task finishes its batch, then returns
         sweeper.stop()
+        for loop in heartbeat:
+            loop.draining()
+
+    @worker_shutdown.connect(weak=False)
+    def _stopped(**_):
+        for loop in heartbeat:  # after the pool finished its batch: a clean stop
+            loop.stop()
 
     app.janus_runtime = runtime
     return app
@@ -49,6 +71,16 @@ def sweeper_loop(settings: Settings) -> SweeperLoop:
     sweeper = Sweeper(Database(settings.database), Publisher(settings),
                       requeue_after=settings.requeue_after, max_attempts=settings.max_attempts)
     return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)
+
+
+def heartbeat_loop(settings: Settings, name: str, queues: tuple[str, ...], model_ready) -> HeartbeatLoop:
+    """Registers the row now and beats from a thread of the main process until a clean stop."""
+    identity = WorkerIdentity(name=name, host=socket.gethostname(), pid=os.getpid(), device=settings.device,
+                              model=settings.model, queues=queues, beat_seconds=settings.heartbeat_seconds)
+    loop = HeartbeatLoop(HeartbeatRow(heartbeat_database(settings.database), name), identity, model_ready)
+    loop.register()
+    loop.start()
+    return loop
 
 
 def served_job_types(app) -> tuple[str, ...]:

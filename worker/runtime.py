@@ -8,6 +8,7 @@ import socket
 import threading
 
 from jobs.db import Database
+from jobs.heartbeat import HeartbeatRow
 from jobs.settings import Settings
 from jobs.storage import open_storage
 from worker.claims import BatchLimits
@@ -27,6 +28,12 @@ class WorkerRuntime:
         # Made before the pool forks, so the parent can tell its child to stop draining the queue
         # when the worker is asked to shut down (a warm shutdown waits for the running task).
         self.stopping = multiprocessing.Event()
+        # The Celery node name (e.g. gpu0@host), set in the main process before the pool forks so
+        # the child that runs batches writes to the same heartbeat row as the main process's beats.
+        self.node_name = f"{socket.gethostname()}:{os.getpid()}"
+        # Set by the process that runs batches once its model is loaded and warm; the main
+        # process's heartbeat reads it (the row says starting until then).
+        self.model_loaded = multiprocessing.Event()
 
     def model(self):
         with self._lock:
@@ -44,6 +51,8 @@ class WorkerRuntime:
                                 "(set JANUS_DEVICE=cuda to refuse to start without a GPU)")
                 # CUDA graphs (and compiled kernels) of each image batch size, built before the first job.
                 self._model.engine.warm_up(self.settings.max_batch_images, self.settings.max_batch_answers)
+                self.model_loaded.set()
+                self.heartbeat_row().report_ready(describe_device(self._model.device))
             return self._model
 
     def executor(self, job_types: tuple[str, ...] = ()) -> Executor:
@@ -53,7 +62,11 @@ class WorkerRuntime:
                                            self.settings.lease_seconds),
                         drain_seconds=self.drain_seconds, should_stop=self.stopping.is_set,
                         retry=RetryPolicy(self.settings.max_attempts, self.settings.retry_backoff),
-                        job_types=job_types)
+                        job_types=job_types, heartbeat=self.heartbeat_row())
+
+    def heartbeat_row(self) -> HeartbeatRow:
+        """This worker's heartbeat row, written through this process's own connections."""
+        return HeartbeatRow(self.db, self.node_name)
 
     @property
     def drain_seconds(self) -> float:
@@ -63,7 +76,15 @@ class WorkerRuntime:
     def after_fork(self) -> None:
         """Connections made before the fork belong to the parent: drop them."""
         self.db.dispose()
+        self.model_loaded.clear()  # a new pool process (its predecessor died) loads the model again
         self.storage = open_storage(self.settings.storage, self.settings.s3_endpoint_url)
+
+
+def describe_device(device) -> str:
+    """`cuda:0` alone does not say which GPU a pinned worker has: add what it was given."""
+    text = str(device)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return f"{text} (CUDA_VISIBLE_DEVICES={visible})" if visible and text.startswith("cuda") else text
 
 
 def engine_options(settings: Settings):

@@ -70,6 +70,7 @@ EXPECTED_OPERATIONS = {
     ("/v1/jobs/{job_id}", "get"): {"200", "404"},
     ("/v1/jobs/{job_id}/cancel", "post"): {"200", "202", "404", "409"},
     ("/v1/jobs/{job_id}/images/{index}", "get"): {"200", "307", "404"},
+    ("/v1/workers", "get"): {"200", "401", "403"},
     ("/healthz", "get"): {"200"},
     ("/readyz", "get"): {"200", "503"},
     ("/metrics", "get"): {"200"},
@@ -234,3 +235,12 @@ def test_probes_metrics_and_document_need_no_key(doc, path, method):
 
 def test_the_cap_on_unfinished_jobs_is_documented(doc):
     assert "too_many_unfinished_jobs" in doc["paths"]["/v1/jobs"]["post"]["responses"]["429"]["description"]
+
+
+def test_worker_schema_documents_every_status_the_server_gives(doc):
+    from jobs.workers import STATUSES
+
+    worker = schemas_of(doc)["WorkerOut"]
+    assert set(worker["properties"]["status"]["enum"]) == set(STATUSES)
+    assert doc["paths"]["/v1/workers"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/WorkerList"}

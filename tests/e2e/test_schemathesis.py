@@ -1,4 +1,4 @@
-"""Schemathesis against /openapi.json of a running API with a valid key: no 5xx, no response
+"""Schemathesis against /openapi.json of a running API with a valid (admin) key: no 5xx, no response
 that breaks the documented schema, statuses, headers or content types, and no operation that
 works without the key it declares (ignored_auth).
 
@@ -34,7 +34,8 @@ def keyed_stack(tmp_path_factory, tiny_checkpoint):
 
 
 def test_schemathesis_finds_no_server_error_or_schema_violation(keyed_stack, tmp_path):
-    created = subprocess.run([sys.executable, "-m", "janusq", "keys", "create", "--name", "schemathesis"],
+    # An admin key, so that GET /v1/workers is exercised too (for jobs it is like any other key).
+    created = subprocess.run([sys.executable, "-m", "janusq", "keys", "create", "--name", "schemathesis", "--admin"],
                              env=keyed_stack.env, capture_output=True, text=True, timeout=60)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()

@@ -28,10 +28,10 @@ def moto_server(aws_test_env):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request, tmp_path):
-    """A migrated database of each kind, emptied afterwards (jobs and locks)."""
+    """A migrated database of each kind, emptied afterwards (jobs, locks, workers, batches)."""
     from jobs.db import Database
     from jobs.migrate import upgrade
-    from jobs.models import Job, Lock
+    from jobs.models import Job, Lock, Worker, WorkerBatch
 
     url = f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     upgrade(url)
@@ -40,4 +40,6 @@ def db(request, tmp_path):
     with database.session() as session:
         session.query(Job).delete()
         session.query(Lock).delete()
+        session.query(Worker).delete()
+        session.query(WorkerBatch).delete()
     database.engine.dispose()

@@ -113,3 +113,20 @@ def test_cli_errors_are_one_line(database, capsys, tmp_path, monkeypatch):
     assert main(["keys", "list"]) == 1
     err = capsys.readouterr().err.strip()
     assert "janusq migrate" in err and "\n" not in err
+
+
+def test_cli_admin_keys_are_marked_and_listed_as_admin(database, capsys):
+    assert main(["keys", "create", "--name", "ops", "--admin"]) == 0
+    out, err = capsys.readouterr()
+    assert "created admin API key" in err
+    assert main(["keys", "create", "--name", "ci"]) == 0
+    capsys.readouterr()
+    with database.session() as session:
+        admin = keys.authenticate(session, out.strip())
+        assert admin.admin is True
+        assert {row.name: row.admin for row in keys.list_keys(session)} == {"ops": True, "ci": False}
+    assert main(["keys", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "ROLE" in lines[0]
+    assert " admin " in next(line for line in lines if " ops " in line)
+    assert " tenant " in next(line for line in lines if " ci " in line)

@@ -167,3 +167,26 @@ def test_draining_serves_every_type_of_the_worker_oldest_first(database, storage
     executor(database, storage, model, limits=limits, drain_seconds=60, job_types=("generate", "understand")).run(first)
     assert model.calls == [["What is it?"], ["a fox"], ["What is it?"]]
     assert all(job.status == "succeeded" for job in jobs_by_id(database).values())
+
+
+def test_each_batch_shows_on_the_heartbeat_row_while_it_runs(database, storage, tiny_model):
+    from jobs.heartbeat import HeartbeatRow, WorkerIdentity
+    from jobs.models import Worker, WorkerBatch
+
+    heartbeat = HeartbeatRow(database, "gpu0@test")
+    heartbeat.register(WorkerIdentity(name="gpu0@test", host="test", pid=1, device="cpu", model="tiny",
+                                      queues=("generate",), beat_seconds=5))
+    seen = []
+
+    def look():
+        with database.session() as session:
+            seen.append(session.get(Worker, "gpu0@test").batch)
+
+    ids = [add_generate(database, f"fox {index}", num_images=2) for index in range(2)]
+    executor(database, storage, Saboteur(tiny_model, before=look), heartbeat=heartbeat).run(ids[0])
+    assert seen and seen[0]["jobs"] == ids and seen[0]["size"] == 4 and seen[0]["type"] == "generate"
+    with database.session() as session:
+        assert session.get(Worker, "gpu0@test").batch is None
+        [batch] = session.execute(select(WorkerBatch)).scalars()
+    assert (batch.jobs, batch.size, batch.batch_id) == (2, 4, seen[0]["id"])
+    assert jobs_by_id(database)[ids[0]].result["batch"]["id"] == batch.batch_id
