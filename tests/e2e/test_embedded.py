@@ -64,7 +64,7 @@ def test_health_readiness_metrics_and_openapi(embedded_stack):
     base = embedded_stack.base_url
     assert requests.get(base + "/healthz", timeout=5).json() == {"status": "ok"}
     ready = requests.get(base + "/readyz", timeout=10).json()
-    assert ready["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+    assert ready["checks"] == {"database": "ok", "broker": "ok", "storage": "ok", "model": "ok"}
     metrics = requests.get(base + "/metrics", timeout=10).text
     assert 'janus_jobs_submitted_total{type="generate"}' in metrics
     assert "janus_queue_depth" in metrics and "janus_job_run_seconds_bucket" in metrics
