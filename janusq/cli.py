@@ -1,5 +1,5 @@
 """`janusq`: run (all-in-one local service), serve (API), worker, workers (who is there), migrate,
-keys (API keys), bench."""
+keys (API keys), bench, convert (DeepSeek's original checkpoints to transformers' format)."""
 from __future__ import annotations
 
 import argparse
@@ -69,7 +69,33 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(handler=_migrate)
     _add_keys_commands(commands)
     _add_bench_command(commands)
+    _add_convert_command(commands)
     return parser
+
+
+def _add_convert_command(commands) -> None:
+    convert = commands.add_parser("convert", help="convert DeepSeek's original-format Janus-1.3B / Janus-Pro "
+                                                  "checkpoint folder SRC into a transformers-format folder DST")
+    convert.add_argument("src", metavar="SRC", help="the downloaded original checkpoint (model_type multi_modality)")
+    convert.add_argument("dst", metavar="DST", help="a new folder for the converted checkpoint (JANUS_MODEL=DST)")
+    convert.add_argument("--family", choices=("janus", "janus-pro"),
+                         help="conversation format: janus (1.3B: User/Assistant) or janus-pro (<|User|>/<|Assistant|>);"
+                              " by default read from SRC's path or model card")
+    convert.add_argument("--shard-gb", type=float, default=2.0, help="largest safetensors file written (GB)")
+    convert.set_defaults(handler=_convert)
+
+
+def _convert(_settings: Settings, args) -> int:
+    from janus_model.convert import CheckpointFormatError, convert_checkpoint
+
+    try:
+        done = convert_checkpoint(args.src, args.dst, family=args.family, max_shard_bytes=int(args.shard_gb * 1e9))
+    except CheckpointFormatError as exc:
+        print(f"janusq: {_first_line(exc)}", file=sys.stderr)
+        return 2
+    logging.getLogger("janusq").info("converted %s (%s, %d tensors) into %s: serve it with JANUS_MODEL=%s",
+                                     done.source, done.family, done.tensors, done.target, done.target)
+    return 0
 
 
 def _add_keys_commands(commands) -> None:
@@ -150,7 +176,7 @@ def _worker(settings: Settings, args) -> int:
         return 2
     if args.gpus or args.replicas is not None:
         return _supervise(settings, args, ",".join(queues))
-    prepare_model(settings)
+    prepare_model(settings, convert=True)
     from worker.celery_app import create_worker_app
 
     app = create_worker_app(settings)
@@ -172,16 +198,21 @@ def _supervise(settings: Settings, args, queues: str) -> int:
     except SupervisorError as exc:
         print(f"janusq: {exc}", file=sys.stderr)
         return 2
-    prepare_model(settings)  # once here, not in every child at the same time
+    prepare_model(settings, convert=True)  # once here, not in every child at the same time
     return Supervisor(children).run()
 
 
-def prepare_model(settings: Settings) -> None:
-    """The tiny checkpoint is built on first use (offline, deterministic)."""
+def prepare_model(settings: Settings, convert: bool = False) -> None:
+    """The tiny checkpoint is built on first use (offline, deterministic); with `convert` (workers),
+    an original-format JANUS_MODEL folder is converted once into the data dir."""
     if settings.is_tiny_model:
         from janus_model import ensure_tiny_checkpoint
 
         ensure_tiny_checkpoint(settings.model_source)
+    elif convert:
+        from worker.runtime import checkpoint_path
+
+        checkpoint_path(settings)
 
 
 def log_auth_mode(settings: Settings) -> None:
@@ -274,5 +305,5 @@ def _run(settings: Settings, _args) -> int:
     from janusq.processes import run_all_in_one
 
     _migrate(settings, None)
-    prepare_model(settings)
+    prepare_model(settings, convert=True)  # before its worker starts, which would otherwise convert
     return run_all_in_one(settings)

@@ -43,7 +43,7 @@ class WorkerRuntime:
                 # Compiled kernels land on the data volume: a restart reuses them instead of compiling again.
                 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.settings.data_path / "torchinductor"))
                 log.info("loading model %s on %s", self.settings.model, self.settings.device)
-                self._model = load_model(self.settings.model_source, device=self.settings.device,
+                self._model = load_model(checkpoint_path(self.settings), device=self.settings.device,
                                          dtype=self.settings.dtype, options=engine_options(self.settings))
                 log.info("model loaded on %s", self._model.device)
                 if self.settings.device == "auto" and self._model.device.type == "cpu":
@@ -78,6 +78,14 @@ class WorkerRuntime:
         self.db.dispose()
         self.model_loaded.clear()  # a new pool process (its predecessor died) loads the model again
         self.storage = open_storage(self.settings.storage, self.settings.s3_endpoint_url)
+
+
+def checkpoint_path(settings: Settings) -> str:
+    """What the worker loads: JANUS_MODEL, or the converted copy of an original-format folder (made
+    once, under the data dir; the conversion logs one line)."""
+    from janus_model.convert import servable_source
+
+    return servable_source(settings.model_source, settings.data_path / "models" / "converted")
 
 
 def describe_device(device) -> str:
