@@ -79,7 +79,7 @@ def detect_family(folder: str | Path, family: str | None = None) -> str:
             raise CheckpointFormatError(f"unknown family {family!r}: use one of {', '.join(FAMILY_ROLES)}")
         return family
     folder = Path(folder).resolve()
-    found = _family_in(str(folder)) or _family_in(_model_card_title(folder))
+    found = _family_in(str(folder)) or _family_in_model_card(folder)
     if found is None:
         raise CheckpointFormatError(f"cannot tell whether {folder} is Janus-1.3B or Janus-Pro (its path and "
                                     "README.md name neither): pass --family janus or --family janus-pro")
@@ -97,12 +97,16 @@ def _family_in(text: str) -> str | None:
     return None
 
 
-def _model_card_title(folder: Path) -> str:
-    """The model card's first heading or name line (hub model cards start with YAML, then text)."""
+def _family_in_model_card(folder: Path) -> str | None:
+    """From the first line of README.md (past its YAML header) that names Janus.
+
+    DeepSeek's cards open with "Janus-Pro is a novel autoregressive framework ..." and, for the
+    1.3B, "Janus is a novel ..."; JanusFlow's card names JanusFlow and is refused.
+    """
     readme = folder / "README.md"
     if not readme.is_file():
-        return ""
-    for line in readme.read_text(encoding="utf-8", errors="replace").splitlines()[:80]:
-        if line.startswith("#") or "Janus" in line:
-            return line
-    return ""
+        return None
+    for line in readme.read_text(encoding="utf-8", errors="replace").splitlines()[:200]:
+        if "janus" in line.lower() and not line.lstrip().startswith(("-", "license", "base_model")):
+            return _family_in(line) or (None if "flow" in line.lower() else JANUS)
+    return None
