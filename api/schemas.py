@@ -240,9 +240,23 @@ class JobErrorOut(_Out):
     message: str
 
 
+class ServedSettings(_Out):
+    """What the served checkpoint chose for the job beyond its params: Janus-1.3B and Janus-Pro
+    differ in these (their role names), not in the sampling defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt_format: str = Field(description="The prompt as the model saw it, with {prompt} or {question} for the "
+                                           "job's text (understanding: the image's 576 tokens stand at "
+                                           "<image_placeholder>).")
+    image_mean: list[float] | None = Field(None, description="Understanding: the per-channel mean images were "
+                                                             "normalized with (the checkpoint's own).")
+    image_std: list[float] | None = Field(None, description="Understanding: the per-channel std.")
+
+
 class TextResult(_Out):
     model_config = ConfigDict(extra="forbid")
     text: str
+    model: ServedSettings | None = Field(None, description="null for jobs finished before this was recorded.")
 
 
 class ImageOut(_Out):
@@ -255,6 +269,7 @@ class ImageOut(_Out):
 class ImagesResult(_Out):
     model_config = ConfigDict(extra="forbid")
     images: list[ImageOut]
+    model: ServedSettings | None = Field(None, description="null for jobs finished before this was recorded.")
 
 
 class JobUrls(_Out):

@@ -195,6 +195,12 @@ def test_janus_13b_prompts_use_its_user_assistant_roles(tiny_checkpoint, origina
     ids = processor(text=render(processor, generation_messages(PROMPT)), generation_mode="image")["input_ids"][0]
     expected = processor.tokenizer(f"User: {PROMPT}\n\nAssistant:<begin_of_image>")["input_ids"]
     assert ids.tolist() == expected and expected[0] == processor.tokenizer.bos_token_id
+    # Jobs record what the checkpoint chose: its prompt format and image normalization.
+    served = load_model(str(tmp_path / "janus-1.3b"), device="cpu", dtype="float32").served_settings
+    assert served["generate"] == {"prompt_format": "User: {prompt}\n\nAssistant:<begin_of_image>"}
+    assert served["understand"]["prompt_format"].endswith("User: <image_placeholder>\n{question}\n\nAssistant:")
+    assert served["understand"]["prompt_format"].startswith("You are a helpful language and vision assistant.")
+    assert served["understand"]["image_mean"] == served["understand"]["image_std"] == [0.5, 0.5, 0.5]
 
 
 def test_family_comes_from_the_path_the_model_card_or_the_flag(tmp_path):

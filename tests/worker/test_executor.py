@@ -64,6 +64,10 @@ class Saboteur:
         self.calls.append([r.question for r in requests])
         return self.model.answer_batch(requests)
 
+    @property
+    def served_settings(self):
+        return self.model.served_settings
+
 
 def executor(database, storage, model, **kwargs) -> Executor:
     return Executor(database, storage, lambda: model, "test-worker", 0.2, **kwargs)
@@ -83,6 +87,8 @@ def test_queued_jobs_run_as_one_batch_each_with_its_own_result(database, storage
         assert job.result["batch"]["jobs"] == 3 and job.result["batch"]["images"] == 6
         assert [image["key"] for image in job.result["images"]] == [f"jobs/{job_id}/{n}.png" for n in range(index + 1)]
         assert all(storage.exists(image["key"]) for image in job.result["images"])
+        # What the checkpoint chose beyond the params: the tiny one is Janus-Pro-shaped.
+        assert job.result["model"] == {"prompt_format": "<|User|>: {prompt}\n\n<|Assistant|>:<begin_of_image>"}
 
 
 def test_a_failing_batch_is_rerun_job_by_job_so_only_the_culprit_fails(database, storage, tiny_model):
