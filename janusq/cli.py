@@ -32,9 +32,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's to fix (a bad name, an unknown key, no database): one line."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from janus_model.convert.formats import CheckpointFormatError
     from jobs.keys import ApiKeyError
 
-    return ApiKeyError, OperationalError, ProgrammingError
+    # CheckpointFormatError: JANUS_MODEL names an original-format folder that cannot be converted.
+    return ApiKeyError, OperationalError, ProgrammingError, CheckpointFormatError
 
 
 def _first_line(exc: Exception) -> str:

@@ -132,12 +132,17 @@ def _check_against_model(config: dict, shapes: dict[str, tuple]) -> None:
     if config["tie_word_embeddings"]:
         expected.pop("lm_head.weight", None)
     missing = sorted(set(expected) - set(shapes))
+    if missing:
+        raise CheckpointFormatError(f"{len(missing)} weights the model needs are not in the checkpoint "
+                                    f"(first: {missing[0]})")
     unexpected = sorted(set(shapes) - set(expected))
-    wrong = sorted(name for name in set(expected) & set(shapes) if expected[name] != shapes[name])
-    for what, names in (("missing", missing), ("unexpected", unexpected), ("of the wrong shape", wrong)):
-        if names:
-            detail = f"{names[0]} {shapes.get(names[0])} vs {expected.get(names[0])}" if what.startswith("of") else names[0]
-            raise CheckpointFormatError(f"{len(names)} converted weights {what} (first: {detail})")
+    if unexpected:
+        raise CheckpointFormatError(f"{len(unexpected)} converted weights have no place in the model "
+                                    f"(first: {unexpected[0]})")
+    wrong = sorted(name for name in expected if expected[name] != shapes[name])
+    if wrong:
+        raise CheckpointFormatError(f"{len(wrong)} weights have the wrong shape (first: {wrong[0]} is "
+                                    f"{shapes[wrong[0]]}, the model has {expected[wrong[0]]})")
 
 
 def _write_json(path: Path, data: dict) -> None:

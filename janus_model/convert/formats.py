@@ -79,7 +79,10 @@ def detect_family(folder: str | Path, family: str | None = None) -> str:
             raise CheckpointFormatError(f"unknown family {family!r}: use one of {', '.join(FAMILY_ROLES)}")
         return family
     folder = Path(folder).resolve()
-    found = _family_in(str(folder)) or _family_in_model_card(folder)
+    # Nearest name first: /srv/janus-pro-service/models/Janus-1.3B is the 1.3B.
+    names = (part for part in (folder, *folder.parents) if part.name)
+    found = next((family for part in names if (family := _family_in(part.name))), None)
+    found = found or _family_in_model_card(folder)
     if found is None:
         raise CheckpointFormatError(f"cannot tell whether {folder} is Janus-1.3B or Janus-Pro (its path and "
                                     "README.md name neither): pass --family janus or --family janus-pro")

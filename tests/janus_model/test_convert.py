@@ -219,6 +219,9 @@ def test_family_comes_from_the_path_the_model_card_or_the_flag(tmp_path):
     hub_cache = tmp_path / "models--deepseek-ai--Janus-1.3B" / "snapshots" / "0123abc"
     hub_cache.mkdir(parents=True)
     assert detect_family(hub_cache) == "janus"
+    nested = tmp_path / "janus-pro-service" / "Janus-1.3B"
+    nested.mkdir(parents=True)
+    assert detect_family(nested) == "janus"  # the folder's own name counts first
 
 
 # ---- refusals -----------------------------------------------------------------------------------
@@ -244,6 +247,23 @@ def test_a_non_empty_destination_is_refused(original_pro, tmp_path):
     (tmp_path / "out" / "keep.txt").write_text("mine")
     with pytest.raises(CheckpointFormatError, match="not an empty folder"):
         convert_checkpoint(original_pro, tmp_path / "out")
+
+
+def test_weights_that_do_not_fit_the_model_are_refused_before_writing(tiny_checkpoint, originals, tmp_path):
+    from safetensors.torch import save_file
+
+    source = build_original_checkpoint(tiny_checkpoint, originals / "Janus-Pro-broken")
+    state = load_file(str(source / "model.safetensors"))
+    del state["gen_embed.weight"]
+    state["aligner.layers.2.weight"] = state["aligner.layers.2.weight"][:, :-1].contiguous()
+    save_file(state, str(source / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointFormatError, match="model.generation_embeddings.weight"):
+        convert_checkpoint(source, tmp_path / "out")
+    state["gen_embed.weight"] = torch.zeros(16384, 8)
+    save_file(state, str(source / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointFormatError, match="wrong shape .*model.aligner.hidden_layers.0.weight"):
+        convert_checkpoint(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_weights_are_refused():
@@ -294,6 +314,16 @@ def test_the_api_budget_reads_an_original_folder_like_its_conversion(original_pr
     for prompt in (PROMPT, "naïve café, 東京"):
         assert original.generation_prompt_tokens(prompt) == converted.generation_prompt_tokens(prompt)
         assert original.understanding_prompt_tokens(prompt) == converted.understanding_prompt_tokens(prompt)
+
+
+def test_the_api_reads_an_original_folder_without_torch(original_pro):
+    code = (
+        "import sys\n"
+        "from janus_model.budget import PromptBudget\n"
+        f"assert PromptBudget.from_checkpoint({str(original_pro)!r}).generation_fits('a cat')\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def _assert_same_tensors(ours: dict, theirs: dict) -> None:
