@@ -214,7 +214,8 @@ def prepare_model(settings: Settings, convert: bool = False) -> None:
     elif convert:
         from worker.runtime import checkpoint_path
 
-        checkpoint_path(settings)
+        # In a spawned process: this one forks workers later, and torch must not have run here.
+        checkpoint_path(settings, fresh_process=True)
 
 
 def log_auth_mode(settings: Settings) -> None:

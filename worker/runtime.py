@@ -80,12 +80,14 @@ class WorkerRuntime:
         self.storage = open_storage(self.settings.storage, self.settings.s3_endpoint_url)
 
 
-def checkpoint_path(settings: Settings) -> str:
+def checkpoint_path(settings: Settings, fresh_process: bool = False) -> str:
     """What the worker loads: JANUS_MODEL, or the converted copy of an original-format folder (made
-    once, under the data dir; the conversion logs one line)."""
-    from janus_model.convert import servable_source
+    once, under the data dir; the conversion logs one line). `fresh_process`: convert in a spawned
+    interpreter, for a process that forks afterwards."""
+    from janus_model.convert import servable_source, servable_source_in_fresh_process
 
-    return servable_source(settings.model_source, settings.data_path / "models" / "converted")
+    convert = servable_source_in_fresh_process if fresh_process else servable_source
+    return convert(settings.model_source, settings.data_path / "models" / "converted")
 
 
 def describe_device(device) -> str:

@@ -16,9 +16,11 @@ import fcntl
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from janus_model.convert.formats import (
 )
 
 __all__ = ["CheckpointFormatError", "Conversion", "convert_checkpoint", "is_original_checkpoint",
-           "servable_source"]
+           "servable_source", "servable_source_in_fresh_process"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,24 @@ def servable_source(source: str, cache_root: str | Path) -> str:
             log.info("converted the original-format %s checkpoint %s into %s (once: later starts reuse it)",
                      conversion.family, source, target)
     return str(target)
+
+
+def servable_source_in_fresh_process(source: str, cache_root: str | Path) -> str:
+    """servable_source, with any conversion done in a new interpreter (spawned, not forked).
+
+    For processes that fork later (Celery's worker, `janusq run`): torch's thread pools do not
+    survive a fork, and a pool process forked after the parent converted hangs on its first
+    tensor operation. The child logs to stderr like janusq does.
+    """
+    if not is_original_checkpoint(source) or (converted_path(source, cache_root) / "config.json").is_file():
+        return servable_source(source, cache_root)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_log_to_stderr) as pool:
+        return pool.submit(servable_source, source, str(cache_root)).result()
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def converted_path(source: str, cache_root: str | Path) -> Path:
