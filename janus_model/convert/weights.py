@@ -36,14 +36,14 @@ class OriginalWeights:
     def shapes(self) -> dict[str, tuple]:
         shapes: dict[str, tuple] = {}
         for name, keys in self._by_file().items():
-            with _open(self.folder / name) as reader:
+            with _TensorFile(self.folder / name) as reader:
                 shapes.update({key: reader.shape(key) for key in keys})
         return shapes
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(name, tensor) for every tensor, one file at a time, each loaded only when reached."""
         for name, keys in self._by_file().items():
-            with _open(self.folder / name) as reader:
+            with _TensorFile(self.folder / name) as reader:
                 for key in keys:
                     yield key, reader.tensor(key)
 
@@ -143,7 +143,7 @@ def _files_by_key(folder: Path) -> dict[str, str]:
         if not path.is_file():
             continue
         if not is_index:
-            with _open(path) as reader:
+            with _TensorFile(path) as reader:
                 return dict.fromkeys(reader.keys(), name)
         weight_map = read_json(path).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
@@ -156,7 +156,7 @@ def _files_by_key(folder: Path) -> dict[str, str]:
                                 "sharded index)")
 
 
-class _open:
+class _TensorFile:
     """A uniform reader over one safetensors or PyTorch .bin file: keys, shape(key), tensor(key)."""
 
     def __init__(self, path: Path):
