@@ -240,9 +240,16 @@ class JobErrorOut(_Out):
     message: str
 
 
+class BatchOut(_Out):
+    id: str = Field(description="The batch's id: jobs with the same id ran together, in one model batch.")
+    jobs: int = Field(ge=1, description="How many jobs the batch held.")
+    images: int | None = Field(None, ge=1, description="Images the batch generated (generate jobs only).")
+
+
 class TextResult(_Out):
     model_config = ConfigDict(extra="forbid")
     text: str
+    batch: BatchOut | None = Field(None, description="The batch this job ran in.")
 
 
 class ImageOut(_Out):
@@ -255,6 +262,7 @@ class ImageOut(_Out):
 class ImagesResult(_Out):
     model_config = ConfigDict(extra="forbid")
     images: list[ImageOut]
+    batch: BatchOut | None = Field(None, description="The batch this job ran in.")
 
 
 class JobUrls(_Out):

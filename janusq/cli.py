@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         return _bench_model(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin, every start
     try:
         settings = load_settings(**_overrides(args))
     except SettingsError as exc:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(settings, args) or 0
     except _user_errors() as exc:
-        print(f"janusq: {_first_line(exc)}", file=sys.stderr)
+        print(f"janusq: {_first_line(exc, settings)}", file=sys.stderr)
         return 1
 
 
@@ -37,12 +38,21 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return ApiKeyError, OperationalError, ProgrammingError
 
 
-def _first_line(exc: Exception) -> str:
+def _first_line(exc: Exception, settings: Settings) -> str:
     from sqlalchemy.exc import DBAPIError
 
     if isinstance(exc, DBAPIError):
-        return f"database error (has `janusq migrate` been run?): {str(exc.orig).splitlines()[0]}"
+        reason = str(exc.orig).strip().splitlines()[0]
+        if _missing_table(exc):
+            return f"database {settings.database_label} has no jobs tables (has `janusq migrate` been run?): {reason}"
+        return f"cannot use the database {settings.database_label} (JANUS_DATABASE_URL): {reason}"
     return str(exc).splitlines()[0]
+
+
+def _missing_table(exc) -> bool:
+    """PostgreSQL's undefined table, or SQLite's "no such table": the schema was never migrated."""
+    code = getattr(exc.orig, "sqlstate", None)
+    return code == "42P01" or "no such table" in str(exc.orig)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -148,6 +158,7 @@ def _worker(settings: Settings, args) -> int:
     if unknown or not queues:
         print(f"janusq: invalid --queues: {args.queues!r} (choose from {', '.join(QUEUES)})", file=sys.stderr)
         return 2
+    check_database(settings)  # unreachable or unmigrated: one line and exit 1, never "ready"
     if args.gpus or args.replicas is not None:
         return _supervise(settings, args, ",".join(queues))
     prepare_model(settings)
@@ -182,6 +193,19 @@ def prepare_model(settings: Settings) -> None:
         from janus_model import ensure_tiny_checkpoint
 
         ensure_tiny_checkpoint(settings.model_source)
+
+
+def check_database(settings: Settings) -> None:
+    """Reaches the database and its jobs table now: main turns a failure into one line."""
+    from sqlalchemy import select
+
+    from jobs.db import Database
+    from jobs.models import Job
+
+    database = Database(settings.database, pooled=False)
+    with database.session() as session:
+        session.execute(select(Job.id).limit(1))
+    database.dispose()
 
 
 def log_auth_mode(settings: Settings) -> None:

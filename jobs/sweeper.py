@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from jobs import states
 from jobs.db import Database
 from jobs.models import Job, Lock, utcnow
+from jobs.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,11 @@ class Sweeper:
         return taken
 
 
+def _reason(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def hold_lock(session: Session, name: str, holder: str, seconds: float, now: datetime | None = None) -> bool:
     """Take or renew the named lease; True while `holder` has it."""
     now = now or utcnow()
@@ -139,7 +145,7 @@ class SweeperLoop:
             try:
                 self.tick()
             except SQLAlchemyError as exc:  # the database is down: try again next interval
-                log.warning("sweeper: database unavailable (%s)", type(exc).__name__)
+                log.warning("sweeper: database %s unavailable: %s", redact_url(self.sweeper.db.url), _reason(exc))
             except Exception:  # noqa: BLE001 - never let the loop die
                 log.exception("sweeper tick failed")
             self._stop.wait(self.interval)
