@@ -1,5 +1,5 @@
-"""`janusq`: run (all-in-one local service), serve (API), worker, workers (who is there), migrate,
-keys (API keys), bench."""
+"""`janusq`: run (all-in-one local service), serve (API), worker, workers (who is there), sweeper,
+migrate, keys (API keys), bench."""
 from __future__ import annotations
 
 import argparse
@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     workers = commands.add_parser("workers", help="the workers: status, device, queues, current batch")
     workers.add_argument("--json", action="store_true", help="a JSON array, as GET /v1/workers gives it")
     workers.set_defaults(handler=_workers)
+    sweeper = commands.add_parser("sweeper", help="the sweeper alone: republishes lost messages and takes "
+                                                  "back expired leases (every worker runs one too)")
+    sweeper.set_defaults(handler=_sweeper)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     _add_keys_commands(commands)
@@ -134,6 +137,28 @@ def _bench_model(argv: list[str]) -> int:
 
 def _overrides(args) -> dict:
     return {"device": args.device} if getattr(args, "device", None) else {}
+
+
+def _sweeper(settings: Settings, _args) -> int:
+    """For deployments whose workers are not up yet (scaled to zero, still loading): queued jobs
+    whose message was lost are published again meanwhile. The database lock keeps one sweeping."""
+    import signal
+    import threading
+
+    from worker.celery_app import sweeper_loop
+
+    check_database(settings)
+    loop = sweeper_loop(settings)
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    loop.start()
+    logging.getLogger("janusq").info("sweeper %s: every %.1f s (one sweeper at a time holds the lock)",
+                                     loop.name, settings.sweep_interval)
+    while not stop.wait(1.0):
+        pass
+    loop.stop()
+    return 0
 
 
 def _migrate(settings: Settings, _args) -> int:
