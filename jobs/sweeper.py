@@ -67,17 +67,9 @@ class Sweeper:
             .where(Job.status == states.RUNNING, Job.lease_expires_at < now)
             .limit(BATCH)
         ).all()
-        for row in rows:
-            holder = states.Holder(row.worker, row.attempts)
-            if row.attempts >= self.max_attempts:
-                if states.transition(session, row.id, states.FAILED, only_from={states.RUNNING}, holder=holder,
-                                     error_code="attempts_exhausted",
-                                     error_message=f"gave up after {row.attempts} attempts; the last worker "
-                                                   f"({row.worker}) stopped renewing its lease"):
-                    report.exhausted.append(row.id)
-            elif states.transition(session, row.id, states.QUEUED, only_from={states.RUNNING}, holder=holder,
-                                   worker=None, published_at=None, progress=0.0):
-                report.requeued.append(row.id)
+        requeued, exhausted = take_back(session, rows, self.max_attempts, "stopped renewing its lease")
+        report.requeued += requeued
+        report.exhausted += exhausted
 
     def _stale_queued(self, session: Session, now: datetime) -> list[tuple[str, str]]:
         """Claimable queued jobs whose last publish is old (or never was); marked published now."""
@@ -96,6 +88,25 @@ class Sweeper:
             if marked:
                 taken.append((row.id, row.type))
         return taken
+
+
+def take_back(session: Session, rows, max_attempts: int, why: str) -> tuple[list[str], list[str]]:
+    """Running jobs (rows of id, worker, attempts) whose worker is gone: queued again for another
+    attempt, or failed with attempts_exhausted. Fenced by the holder, so a job that its worker
+    finished or that another worker claimed meanwhile is left alone. Returns (requeued, failed)."""
+    requeued, exhausted = [], []
+    for row in rows:
+        holder = states.Holder(row.worker, row.attempts)
+        if row.attempts >= max_attempts:
+            if states.transition(session, row.id, states.FAILED, only_from={states.RUNNING}, holder=holder,
+                                 error_code="attempts_exhausted",
+                                 error_message=f"gave up after {row.attempts} attempts; the last worker "
+                                               f"({row.worker}) {why}"):
+                exhausted.append(row.id)
+        elif states.transition(session, row.id, states.QUEUED, only_from={states.RUNNING}, holder=holder,
+                               worker=None, published_at=None, progress=0.0):
+            requeued.append(row.id)
+    return requeued, exhausted
 
 
 def _reason(exc: SQLAlchemyError) -> str:
