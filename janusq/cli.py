@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from jobs.settings import QUEUES, Settings, SettingsError, load_settings
+from jobs.settings import QUEUES, Settings, SettingsError, load_settings, redact_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin, every start
+    # Progress bars of weight loading and saving go to the logs as WARNING lines: not wanted there.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         settings = load_settings(**_overrides(args))
     except SettingsError as exc:
@@ -190,7 +192,11 @@ def _worker(settings: Settings, args) -> int:
     from worker.celery_app import create_worker_app
 
     app = create_worker_app(settings)
-    app.worker_main(["worker", "--loglevel=INFO", "--pool=prefork", "--concurrency=1",
+    logging.getLogger("janusq").info("worker: queues %s, model %s on %s, broker %s, database %s",
+                                     ",".join(queues), settings.model, settings.device,
+                                     redact_url(settings.broker), settings.database_label)
+    # --quiet: that line instead of Celery's 25-line banner.
+    app.worker_main(["--quiet", "worker", "--loglevel=INFO", "--pool=prefork", "--concurrency=1",
                      f"--queues={','.join(queues)}", f"--hostname={args.name or f'janus-{os.getpid()}'}@%h",
                      "--without-gossip", "--without-mingle"])
     # Celery does not hand back its exit code: a worker whose model would not load must still
@@ -322,6 +328,7 @@ def _stamp(value) -> str:
 def _run(settings: Settings, _args) -> int:
     from janusq.processes import run_all_in_one
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # `janusq migrate` lists the steps; run needs one line
     _migrate(settings, None)
     prepare_model(settings)
     return run_all_in_one(settings)
