@@ -253,10 +253,17 @@ class ServedSettings(_Out):
     image_std: list[float] | None = Field(None, description="Understanding: the per-channel std.")
 
 
+class BatchOut(_Out):
+    id: str = Field(description="The batch's id: jobs with the same id ran together, in one model batch.")
+    jobs: int = Field(ge=1, description="How many jobs the batch held.")
+    images: int | None = Field(None, ge=1, description="Images the batch generated (generate jobs only).")
+
+
 class TextResult(_Out):
     model_config = ConfigDict(extra="forbid")
     text: str
     model: ServedSettings | None = Field(None, description="null for jobs finished before this was recorded.")
+    batch: BatchOut | None = Field(None, description="The batch this job ran in.")
 
 
 class ImageOut(_Out):
@@ -270,6 +277,7 @@ class ImagesResult(_Out):
     model_config = ConfigDict(extra="forbid")
     images: list[ImageOut]
     model: ServedSettings | None = Field(None, description="null for jobs finished before this was recorded.")
+    batch: BatchOut | None = Field(None, description="The batch this job ran in.")
 
 
 class JobUrls(_Out):
