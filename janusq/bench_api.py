@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlparse
 
+from janusq.bare_flask import BARE_APP, BARE_PATH
 from janusq.bench_queue import percentile
 from jobs.settings import Settings, load_settings
 
@@ -50,7 +51,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 NO_LIMIT = 10**9  # high enough that no bench request is refused, low enough to stay an integer
 HOST = "127.0.0.1"
-TENANT = "bench"
 SUBMIT_BODY = json.dumps({"type": "generate", "prompt": "a red fox in fresh snow, watercolour",
                           "num_images": 1}).encode()
 
@@ -102,20 +102,25 @@ def main(settings: Settings, args) -> int:
 
 
 def run(stack: "ApiStack", options: Options) -> Iterator[dict]:
-    job_ids: list[str] = [stack.submit_one()]
-    paths = {"bare": lambda client, n: ("GET", "/bare", None, 200),
-             "submit": lambda client, n: ("POST", "/v1/jobs", SUBMIT_BODY, 202),
-             "poll": lambda client, n: ("GET", f"/v1/jobs/{job_ids[(client * 7919 + n) % len(job_ids)]}", None, 200)}
+    # Every server thread warm first (imports, pools, the tokenizer); its figures are dropped.
     warmup = Options(seconds=options.warmup_seconds, requests=options.requests)
-    for path, request_of in paths.items():  # every server thread warm: imports, pools, the tokenizer
-        drive(stack.port_of(path), stack.headers, request_of, max(options.clients), warmup, job_ids)
+    measure_round(stack, stack.new_clients(max(options.clients)), warmup)
     for clients in options.clients:
-        ceiling = None
-        for path, request_of in paths.items():
-            result = drive(stack.port_of(path), stack.headers, request_of, clients, options,
-                           job_ids if path == "submit" else None)
-            ceiling = ceiling or result.rate
+        results = measure_round(stack, stack.new_clients(clients), options)
+        ceiling = results["bare"].rate
+        for path, result in results.items():
             yield result.line(path, clients, ceiling, stack.description)
+
+
+def measure_round(stack: "ApiStack", headers: list[dict], options: Options) -> dict[str, "Result"]:
+    """bare, submit, poll in turn, each client with its own key; a client polls its own jobs."""
+    jobs = [[stack.submit_one(client_headers)] for client_headers in headers]
+    paths = {"bare": (lambda client, n: ("GET", BARE_PATH, None, 200)),
+             "submit": (lambda client, n: ("POST", "/v1/jobs", SUBMIT_BODY, 202)),
+             "poll": (lambda client, n: ("GET", f"/v1/jobs/{jobs[client][n % len(jobs[client])]}", None, 200))}
+    return {path: drive(stack.port_of(path), headers, request_of, options,
+                        (lambda client, job_id: jobs[client].append(job_id)) if path == "submit" else None)
+            for path, request_of in paths.items()}
 
 
 @dataclass
@@ -140,10 +145,11 @@ class Result:
                 **description}
 
 
-def drive(port: int, headers: dict, request_of: Callable[[int, int], Request], clients: int,
-          options: Options, job_ids: list[str] | None = None) -> Result:
-    """`clients` threads, each on its own keep-alive connection, send requests until the time
-    or the request cap is up. Each first sends one unmeasured request (connect, warm up)."""
+def drive(port: int, headers: list[dict], request_of: Callable[[int, int], Request], options: Options,
+          on_created: Callable[[int, str], None] | None = None) -> Result:
+    """A thread per client (len(headers)), each on its own keep-alive connection, sends requests
+    until the time or the request cap is up. Each first sends one unmeasured request (connect)."""
+    clients = len(headers)
     results = [Result() for _ in range(clients)]
     clock = {}
 
@@ -155,21 +161,21 @@ def drive(port: int, headers: dict, request_of: Callable[[int, int], Request], c
 
     def client(index: int) -> None:
         connection = http.client.HTTPConnection(HOST, port, timeout=30)
-        _send(connection, headers, request_of(index, -1))
+        _send(connection, headers[index], request_of(index, -1))
         start.wait()
         sent = 0
         while time.perf_counter() < clock["deadline"] and (not options.requests or sent < options.requests):
             request = request_of(index, sent)
             began = time.perf_counter()
             try:
-                status, location = _send(connection, headers, request)
+                status, location = _send(connection, headers[index], request)
             except (OSError, http.client.HTTPException) as exc:
                 connection.close()  # reconnects on the next request
                 status, location = type(exc).__name__, None
             if status == request[3]:
                 results[index].latencies.append(time.perf_counter() - began)
-                if job_ids is not None and location:
-                    job_ids.append(location.rsplit("/", 1)[-1])
+                if on_created is not None and location:
+                    on_created(index, location.rsplit("/", 1)[-1])
             else:
                 results[index].errors[str(status)] += 1
             sent += 1
@@ -216,7 +222,6 @@ class ApiStack:
         self._exit.close()
 
     def _start(self) -> None:
-        from janusq.bare_flask import BARE_APP
         from janusq.cli import prepare_model
         from janusq.processes import gunicorn_argv, janusq_argv, stop_all
 
@@ -226,9 +231,8 @@ class ApiStack:
         self.env = self._env(folder, database_url)
         self.settings = load_settings(**{k[len("JANUS_"):].lower(): v for k, v in self.env.items()
                                          if k.startswith("JANUS_")})
-        key = self._create_key()
-        self._exit.callback(forget_redis_keys, self.redis_url, key.record.id)
-        self.headers = {"Authorization": f"Bearer {key.secret}", "Content-Type": "application/json"}
+        self.key_ids: list[str] = []
+        self._exit.callback(lambda: forget_redis_keys(self.redis_url, self.key_ids))
         self._exit.callback(lambda: stop_all(self.processes))
         bare = self.settings.model_copy(update={"port": free_port()})
         self.ports = {"api": self.settings.port, "bare": bare.port}
@@ -236,6 +240,7 @@ class ApiStack:
         self._spawn(gunicorn_argv(bare, app=BARE_APP), folder / "bare.log")
         self._wait_until_answering(folder)
         self.description = {"job_type": "generate", "database": "postgresql", "auth": "on",
+                            "tenants": "one API key each client, new ones each round",
                             "api_workers": self.settings.api_workers, "api_threads": self.settings.api_threads,
                             "model": self.user_settings.model}
 
@@ -247,13 +252,15 @@ class ApiStack:
                  "JANUS_RATE_LIMIT_PER_MINUTE": str(NO_LIMIT), "JANUS_MAX_UNFINISHED_JOBS": str(NO_LIMIT)}
         return {**os.environ, **janus, "PYTHONUNBUFFERED": "1"}
 
-    def _create_key(self):
+    def new_clients(self, count: int) -> list[dict]:
+        """Request headers for `count` clients, each with a new API key of a tenant of its own."""
         from jobs import keys
         from jobs.db import Database
 
-        database = Database(self.settings.database, pooled=False)
-        with database.session() as session:
-            return keys.create_key(session, "bench", TENANT)
+        with Database(self.settings.database, pooled=False).session() as session:
+            made = [keys.create_key(session, f"bench-{len(self.key_ids) + n}") for n in range(count)]
+            self.key_ids += [key.record.id for key in made]
+        return [{"Authorization": f"Bearer {key.secret}", "Content-Type": "application/json"} for key in made]
 
     def _spawn(self, argv: list[str], log_path: Path) -> None:
         with open(log_path, "ab") as log_file:
@@ -273,14 +280,14 @@ class ApiStack:
     def port_of(self, path: str) -> int:
         return self.ports["bare" if path == "bare" else "api"]
 
-    def submit_one(self) -> str:
+    def submit_one(self, headers: dict) -> str:
         connection = http.client.HTTPConnection(HOST, self.ports["api"], timeout=30)
         try:
-            status, location = _send(connection, self.headers, ("POST", "/v1/jobs", SUBMIT_BODY, 202))
+            status, location = _send(connection, headers, ("POST", "/v1/jobs", SUBMIT_BODY, 202))
         finally:
             connection.close()
         if status != 202 or not location:
-            raise RuntimeError(f"the first bench submit was answered {status}")
+            raise RuntimeError(f"a bench submit was answered {status}")
         return location.rsplit("/", 1)[-1]
 
 
@@ -315,15 +322,16 @@ def fresh_database(server_url: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def forget_redis_keys(redis_url: str, key_id: str) -> None:
-    """The bench's messages (nobody consumes them) and its key's rate-limit counter."""
+def forget_redis_keys(redis_url: str, key_ids: list[str]) -> None:
+    """The bench's messages (nobody consumes them) and its keys' rate-limit counters."""
     import redis
 
     from api.ratelimit import REDIS_PREFIX
     from jobs.settings import QUEUES
 
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
-    client.delete(*QUEUES, *(f"_kombu.binding.{queue}" for queue in QUEUES), REDIS_PREFIX + key_id)
+    client.delete(*QUEUES, *(f"_kombu.binding.{queue}" for queue in QUEUES),
+                  *(REDIS_PREFIX + key_id for key_id in key_ids))
     client.close()
 
 
