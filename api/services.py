@@ -36,6 +36,12 @@ class Services:
                             public_endpoint_url=self.settings.s3_public_url)
 
     @cached_property
+    def key_cache(self):
+        from api.auth import KeyCache
+
+        return KeyCache(self.settings.api_key_cache_seconds)
+
+    @cached_property
     def rate_limiter(self):
         from api.ratelimit import open_rate_limiter
 
