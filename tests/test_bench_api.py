@@ -13,7 +13,7 @@ from tests.conftest import POSTGRES_ADMIN
 
 FIELDS = {"bench", "path", "clients", "requests", "seconds", "req_per_s", "p50_ms", "p99_ms",
           "ratio_to_bare", "errors", "error_kinds", "client_cpu", "job_type", "database", "auth",
-          "api_workers", "api_threads", "model"}
+          "api_workers", "api_threads", "model", "tenants"}
 
 
 def _bench_databases() -> set[str]:
