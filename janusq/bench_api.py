@@ -20,6 +20,12 @@ never turn answers into 429s.
 The load generator is one thread per client, each with its own keep-alive connection
 (http.client), in this process. It shares the machine's cores with the servers it measures;
 each line reports its CPU use (`client_cpu`, in cores) so that cost is visible.
+
+Each line also gives `server_cpu_ms`: CPU milliseconds per answered request spent by the
+gunicorn that served it (master and workers, from /proc; null elsewhere). On a machine shared
+with other work, throughput moves with the neighbours; this figure moves much less, and the
+ratio of a path's server_cpu_ms to the bare route's is the API's own cost per request
+(PostgreSQL's and Redis's share of it runs in their processes and is not counted here).
 """
 from __future__ import annotations
 
@@ -118,9 +124,14 @@ def measure_round(stack: "ApiStack", headers: list[dict], options: Options) -> d
     paths = {"bare": (lambda client, n: ("GET", BARE_PATH, None, 200)),
              "submit": (lambda client, n: ("POST", "/v1/jobs", SUBMIT_BODY, 202)),
              "poll": (lambda client, n: ("GET", f"/v1/jobs/{jobs[client][n % len(jobs[client])]}", None, 200))}
-    return {path: drive(stack.port_of(path), headers, request_of, options,
-                        (lambda client, job_id: jobs[client].append(job_id)) if path == "submit" else None)
-            for path, request_of in paths.items()}
+    results = {}
+    for path, request_of in paths.items():
+        server_cpu = stack.server_cpu_seconds(path)
+        results[path] = drive(stack.port_of(path), headers, request_of, options,
+                              (lambda client, job_id: jobs[client].append(job_id)) if path == "submit" else None)
+        if server_cpu is not None:
+            results[path].server_cpu_seconds = stack.server_cpu_seconds(path) - server_cpu
+    return results
 
 
 @dataclass
@@ -128,7 +139,8 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
-    cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the load generator's
+    server_cpu_seconds: float | None = None  # the gunicorn that served (master and workers)
 
     @property
     def rate(self) -> float:
@@ -142,6 +154,8 @@ class Result:
                 "ratio_to_bare": round(self.rate / ceiling, 3) if ceiling else None,
                 "errors": sum(self.errors.values()), "error_kinds": dict(self.errors),
                 "client_cpu": round(self.cpu_seconds / self.seconds, 2) if self.seconds else None,
+                "server_cpu_ms": (round(1000 * self.server_cpu_seconds / len(ms), 3)
+                                  if self.server_cpu_seconds is not None and ms else None),
                 **description}
 
 
@@ -280,6 +294,15 @@ class ApiStack:
     def port_of(self, path: str) -> int:
         return self.ports["bare" if path == "bare" else "api"]
 
+    def server_cpu_seconds(self, path: str) -> float | None:
+        """CPU time so far of the gunicorn serving `path`; None where /proc cannot tell."""
+        master = self.processes[1 if path == "bare" else 0].pid  # `janusq serve` execs gunicorn
+        try:
+            children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+            return sum(_cpu_seconds(int(pid)) for pid in [master, *children])
+        except (OSError, ValueError):
+            return None
+
     def submit_one(self, headers: dict) -> str:
         connection = http.client.HTTPConnection(HOST, self.ports["api"], timeout=30)
         try:
@@ -289,6 +312,12 @@ class ApiStack:
         if status != 202 or not location:
             raise RuntimeError(f"a bench submit was answered {status}")
         return location.rsplit("/", 1)[-1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _answers_200(port: int, path: str) -> bool:

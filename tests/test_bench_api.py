@@ -13,7 +13,7 @@ from tests.conftest import POSTGRES_ADMIN
 
 FIELDS = {"bench", "path", "clients", "requests", "seconds", "req_per_s", "p50_ms", "p99_ms",
           "ratio_to_bare", "errors", "error_kinds", "client_cpu", "job_type", "database", "auth",
-          "api_workers", "api_threads", "model", "tenants"}
+          "api_workers", "api_threads", "model", "tenants", "server_cpu_ms"}
 
 
 def _bench_databases() -> set[str]:
@@ -38,6 +38,7 @@ def test_bench_api_prints_a_line_per_path_and_client_count(tiny_checkpoint, redi
         assert line["requests"] == 3 * line["clients"]
         assert 0 < line["p50_ms"] <= line["p99_ms"] and line["req_per_s"] > 0
         assert line["database"] == "postgresql" and line["auth"] == "on"
+        assert line["server_cpu_ms"] is None or line["server_cpu_ms"] >= 0
     assert {line["ratio_to_bare"] for line in lines if line["path"] == "bare"} == {1.0}
     # The stack cleans up after itself: no database, no queued bench messages.
     assert not _bench_databases() - databases_before
