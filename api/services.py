@@ -27,7 +27,9 @@ class Services:
     def __post_init__(self):
         self._prompt_budget = None
         self._budget_error, self._budget_failed_at = None, 0.0
-        self.db = Database(self.settings.database)
+        # A connection per gunicorn thread: each request holds at most one session at a time,
+        # and a smaller pool would open and close a PostgreSQL connection per extra request.
+        self.db = Database(self.settings.database, pool_size=self.settings.api_threads)
         self.publisher = Publisher(self.settings)
 
     @cached_property
