@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -51,7 +50,6 @@ from janusq.bare_flask import BARE_APP, BARE_PATH
 from janusq.bench_queue import percentile
 from jobs.settings import Settings, load_settings
 
-log = logging.getLogger("janusq.bench")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
