@@ -357,8 +357,8 @@ def forget_redis_keys(redis_url: str, key_ids: list[str]) -> None:
     from jobs.settings import QUEUES
 
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
-    client.delete(*QUEUES, *(f"_kombu.binding.{queue}" for queue in QUEUES),
-                  *(REDIS_PREFIX + key_id for key_id in key_ids))
+    bindings = [f"_kombu.{kind}.{queue}" for kind in ("binding", "binding_permanent") for queue in QUEUES]
+    client.delete(*QUEUES, *bindings, *(REDIS_PREFIX + key_id for key_id in key_ids))
     client.close()
 
 

@@ -25,6 +25,8 @@ def _bench_databases() -> set[str]:
 def test_bench_api_prints_a_line_per_path_and_client_count(tiny_checkpoint, redis_url, tmp_path):
     queued = redis.Redis.from_url(redis_url)
     databases_before, counters_before = _bench_databases(), set(queued.scan_iter("janusq:ratelimit:*"))
+    bindings = ("_kombu.binding.generate", "_kombu.binding_permanent.generate")
+    bindings_before = queued.exists(*bindings)  # other tests in the session may use this database
     env = {**os.environ, "JANUS_MODEL": str(tiny_checkpoint), "JANUS_DATA_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "janusq", "bench", "--api", "--clients", "1,2", "--requests", "3",
                            "--seconds", "30", "--redis-url", redis_url, "--postgres-url", POSTGRES_ADMIN],
@@ -44,3 +46,4 @@ def test_bench_api_prints_a_line_per_path_and_client_count(tiny_checkpoint, redi
     # The stack cleans up after itself: no database, no queued bench messages.
     assert not _bench_databases() - databases_before
     assert queued.llen("generate") == 0 and set(queued.scan_iter("janusq:ratelimit:*")) <= counters_before
+    assert queued.exists(*bindings) <= bindings_before
