@@ -6,6 +6,9 @@ and counts the request against the key's rate limit. /healthz, /readyz, /metrics
 """
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 from flask import g, request
 
 from api.errors import ApiError
@@ -23,14 +26,56 @@ def authenticate() -> None:
         # Auth off means loopback only: whoever is there is the operator.
         g.tenant, g.api_key_id, g.admin = LOCAL_OWNER, None, True
         return
-    presented = _bearer_token()
-    with svc.db.session() as session:
-        key = keys.authenticate(session, presented)
-        if key is None:
-            # Unknown and revoked keys get the same answer: nothing to learn about which keys exist.
-            raise _unauthorized("the API key is not valid (unknown or revoked)", invalid=True)
-        g.tenant, g.api_key_id, g.admin = key.tenant, key.id, bool(key.admin)
+    key = _verified_key(svc, _bearer_token())
+    g.tenant, g.api_key_id, g.admin = key.tenant, key.id, key.admin
     _count_request(svc, key.id)
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    id: str
+    tenant: str
+    admin: bool
+
+
+class KeyCache:
+    """Keys this process verified recently, by hash, each for `seconds` (see
+    JANUS_API_KEY_CACHE_SECONDS): a revoked key keeps working here until its entry expires.
+    Only valid keys are kept; an unknown key is looked up every time, so a new key works at once."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._entries: dict[str, tuple[float, VerifiedKey]] = {}
+
+    def get(self, key_hash: str) -> VerifiedKey | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, key: VerifiedKey) -> None:
+        if not self.seconds:
+            return
+        if len(self._entries) >= self.MAX_ENTRIES:  # many keys at once: forget them all, start again
+            self._entries = {}
+        self._entries[key_hash] = (time.monotonic() + self.seconds, key)
+
+
+def _verified_key(svc, presented: str) -> VerifiedKey:
+    key_hash = keys.hash_key(presented)
+    key = svc.key_cache.get(key_hash)
+    if key is not None:
+        return key
+    with svc.db.read_session() as session:
+        record = keys.authenticate(session, presented)
+    if record is None:
+        # Unknown and revoked keys get the same answer: nothing to learn about which keys exist.
+        raise _unauthorized("the API key is not valid (unknown or revoked)", invalid=True)
+    key = VerifiedKey(record.id, record.tenant, bool(record.admin))
+    svc.key_cache.put(key_hash, key)
+    return key
 
 
 def require_admin() -> None:

@@ -34,10 +34,12 @@ def create_job():
     fingerprint = service.request_fingerprint(parsed.type, params, parsed.image_bytes)
     if key and (earlier := _earlier_job(svc, key, fingerprint)):
         return _created(svc, earlier, replayed=True)
-    _check_unfinished_cap(svc)  # cheap early refusal, before the upload is stored
     job_id = new_job_id()
     input_key = None
     if parsed.type == "understand":
+        # A cheap early refusal before the upload is stored; a job without one (generate) is
+        # checked only in its inserting transaction: one transaction per submit.
+        _check_unfinished_cap(svc)
         image = validate_image(parsed.image_bytes, svc.settings.max_image_pixels)
         input_key = f"jobs/{job_id}/input"
         # Stored before the row exists: a worker never sees a job without its input.
@@ -178,7 +180,7 @@ def _publish(svc: Services, job_id: str, job_type: str) -> None:
 @jobs_api.get("/v1/jobs/<job_id>")
 def get_job(job_id: str):
     svc = services()
-    with svc.db.session() as session:
+    with svc.db.read_session() as session:
         job = _require_job(session, job_id)
     return jsonify(job_to_dict(job, _root()))
 

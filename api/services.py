@@ -27,13 +27,21 @@ class Services:
     def __post_init__(self):
         self._prompt_budget = None
         self._budget_error, self._budget_failed_at = None, 0.0
-        self.db = Database(self.settings.database)
+        # A connection per gunicorn thread: each request holds at most one session at a time,
+        # and a smaller pool would open and close a PostgreSQL connection per extra request.
+        self.db = Database(self.settings.database, pool_size=self.settings.api_threads)
         self.publisher = Publisher(self.settings)
 
     @cached_property
     def storage(self) -> Storage:
         return open_storage(self.settings.storage, self.settings.s3_endpoint_url,
                             public_endpoint_url=self.settings.s3_public_url)
+
+    @cached_property
+    def key_cache(self):
+        from api.auth import KeyCache
+
+        return KeyCache(self.settings.api_key_cache_seconds)
 
     @cached_property
     def rate_limiter(self):

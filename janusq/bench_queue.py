@@ -46,8 +46,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--jobs", type=int, default=Options.jobs, help="jobs submitted one at a time (20)")
     parser.add_argument("--burst", type=int, help="jobs submitted at once (default: --jobs)")
     parser.add_argument("--brokers", default="embedded,redis", help="comma-separated: embedded,redis")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
-                        help=f"Redis for the redis run, one no real worker uses ({DEFAULT_REDIS_URL})")
+    parser.add_argument("--redis-url", default=None,
+                        help=f"a Redis database no real worker uses (--queue: {DEFAULT_REDIS_URL}; "
+                             "--api: redis://127.0.0.1:6379/14)")
     parser.add_argument("--database-url", default="",
                         help="database of the redis run (an empty one, e.g. PostgreSQL); default: SQLite")
     parser.add_argument("--max-batch", type=int, default=Options.max_batch,
@@ -66,7 +67,7 @@ def main(settings: Settings, args) -> int:
     from jobs.queue import BrokerUnavailable
 
     for broker in brokers:
-        broker_url = "" if broker == "embedded" else args.redis_url
+        broker_url = "" if broker == "embedded" else (args.redis_url or DEFAULT_REDIS_URL)
         database_url = args.database_url if broker == "redis" else ""
         try:
             line = measure(broker, broker_url, database_url, options, model=settings.model)

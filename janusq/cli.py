@@ -12,7 +12,7 @@ from jobs.settings import QUEUES, Settings, SettingsError, load_settings, redact
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"] and "--queue" not in argv:
+    if argv[:1] == ["bench"] and not {"--queue", "--api"} & set(argv):
         return _bench_model(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -132,17 +132,27 @@ def _add_keys_commands(commands) -> None:
 
 
 def _add_bench_command(commands) -> None:
-    from janusq import bench_queue
+    from janusq import bench_api, bench_queue
 
     bench = commands.add_parser("bench", help="model benchmark (stock vs engine; see `janusq bench --help`); "
-                                              "--queue: dispatch latency and gaps per broker")
-    bench.add_argument("--queue", action="store_true",
+                                              "--queue: dispatch latency and gaps per broker; "
+                                              "--api: submit and poll throughput against bare Flask")
+    which = bench.add_mutually_exclusive_group()
+    which.add_argument("--queue", action="store_true",
                        help="start a worker per broker (embedded, Redis) and time what the queue adds to a job")
+    which.add_argument("--api", action="store_true",
+                       help="start the API (PostgreSQL, Redis) and a bare Flask app under the same gunicorn "
+                            "settings; submit and poll throughput and latency per client count")
     bench_queue.add_arguments(bench.add_argument_group("--queue options"))
+    bench_api.add_arguments(bench.add_argument_group("--api options"))
     bench.set_defaults(handler=_bench)
 
 
 def _bench(settings: Settings, args) -> int:
+    if args.api:
+        from janusq import bench_api
+
+        return bench_api.main(settings, args)
     if args.queue:
         from janusq import bench_queue
 

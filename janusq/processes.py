@@ -15,13 +15,17 @@ log = logging.getLogger("janusq")
 STOP_GRACE_SECONDS = 10
 
 
-def gunicorn_argv(settings: Settings) -> list[str]:
+API_APP = "api.app:create_app()"
+
+
+def gunicorn_argv(settings: Settings, app: str = API_APP) -> list[str]:
+    """What `janusq serve` runs; `janusq bench --api` serves its bare Flask ceiling with the same."""
     # Threads: a request that waits for its job (Prefer: wait=N) must not hold a whole process.
     return [sys.executable, "-m", "gunicorn", "--workers", str(settings.api_workers),
             "--worker-class", "gthread", "--threads", str(settings.api_threads),
             "--timeout", str(settings.max_wait_seconds + 30),
             "--bind", f"{settings.host}:{settings.port}", "--access-logfile", "-",
-            "--graceful-timeout", "10", "api.app:create_app()"]
+            "--graceful-timeout", "10", app]
 
 
 def janusq_argv(*args: str) -> list[str]:

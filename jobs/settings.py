@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # API keys (`janusq keys`). auto: required unless the API listens on loopback only; off is
     # refused on any other address, so a reachable API never runs without keys.
     auth: Literal["on", "off", "auto"] = "auto"
+    # Each API process remembers a key it has verified for this long, so a request costs no
+    # database lookup for its key; a revoked key is refused by every process within this time
+    # (0: look every request's key up, revocation at once).
+    api_key_cache_seconds: float = Field(default=5, ge=0, le=300)
     # Requests per minute per API key (0: no limit); counted in Redis so that the limit holds
     # across API processes and machines.
     rate_limit_per_minute: int = Field(default=600, ge=0)

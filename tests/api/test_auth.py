@@ -1,6 +1,8 @@
 """Bearer API keys on /v1: 401 JSON without a valid key; probes stay open; auth off means 'local'."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from jobs import keys
@@ -46,7 +48,7 @@ def test_malformed_authorization_is_401(make_api, header):
 
 
 def test_unknown_and_revoked_keys_are_401_and_create_nothing(make_api, new_key, pg, tenant):
-    api = make_api()
+    api = make_api(api_key_cache_seconds=0)  # every request looks its key up: revocation at once
     secret = new_key(tenant())
     before = (api.job_count(), api.broker_messages())
     wrong = [secret[:-1] + ("A" if secret[-1] != "A" else "B"), "jq_" + "x" * 52, "x" * 5000,
@@ -61,6 +63,31 @@ def test_unknown_and_revoked_keys_are_401_and_create_nothing(make_api, new_key, 
     # The same answer as an unknown key: a client cannot tell revoked keys from made-up ones.
     assert revoked.json == api.client.get("/v1/jobs", headers=bearer(wrong[0])).json
     assert (api.job_count(), api.broker_messages()) == (before[0] + 1, before[1] + 1)
+
+
+def test_a_revoked_key_is_refused_once_its_cached_verification_expires(make_api, new_key, pg, tenant):
+    api = make_api(api_key_cache_seconds=2)
+    secret = new_key(tenant())
+    assert api.client.get("/v1/jobs", headers=bearer(secret)).status_code == 200  # verified, cached
+    with pg.session() as session:
+        keys.revoke_key(session, secret[:11])
+    revoked_at = time.monotonic()
+    # The documented staleness: this process still trusts its cached verification...
+    assert api.client.get("/v1/jobs", headers=bearer(secret)).status_code == 200
+    while api.client.get("/v1/jobs", headers=bearer(secret)).status_code == 200:
+        assert time.monotonic() - revoked_at < 4, "a revoked key outlived the key cache"
+        time.sleep(0.05)
+    # ...and then refuses it like any unknown key, for good.
+    _assert_401(api.client.get("/v1/jobs", headers=bearer(secret)), invalid_token=True)
+
+
+def test_a_new_key_works_at_once_and_unknown_keys_are_never_cached(make_api, new_key, tenant):
+    api = make_api(api_key_cache_seconds=60)
+    made_up = "jq_" + "y" * 52
+    _assert_401(api.client.get("/v1/jobs", headers=bearer(made_up)), invalid_token=True)
+    secret = new_key(tenant())
+    assert api.client.get("/v1/jobs", headers=bearer(secret)).status_code == 200
+    _assert_401(api.client.get("/v1/jobs", headers=bearer(made_up)), invalid_token=True)
 
 
 def test_scheme_is_case_insensitive_and_whitespace_tolerated(make_api, new_key, tenant):
