@@ -155,7 +155,9 @@ UNAUTHORIZED = {
     "headers": {"WWW-Authenticate": {"description": "The Bearer challenge (RFC 6750).",
                                      "schema": {"type": "string"}}},
 }
-RETRY_AFTER = {"Retry-After": {"description": "Seconds until the key's rate-limit window resets.",
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again: until the key's rate-limit "
+                                              "window resets (rate_limited), or one poll interval "
+                                              "(too_many_unfinished_jobs).",
                                "schema": {"type": "integer", "minimum": 1}}}
 RATE_LIMITED = {
     **_error("Over the API key's requests per minute (code rate_limited); see Retry-After."),

@@ -69,9 +69,15 @@ def _check_unfinished_cap(svc: Services) -> None:
                 raise _too_many_unfinished(limit)
 
 
+# When to try again after the unfinished-jobs cap: the next finish is unknowable here, so one
+# poll interval, which keeps a well-behaved client from hammering without making it wait long.
+UNFINISHED_RETRY_AFTER_SECONDS = 5
+
+
 def _too_many_unfinished(limit: int) -> ApiError:
     return ApiError.of("too_many_unfinished_jobs",
-                       f"{limit} jobs are already queued or running; wait for some to finish")
+                       f"{limit} jobs are already queued or running; wait for some to finish",
+                       headers={"Retry-After": str(UNFINISHED_RETRY_AFTER_SECONDS)})
 
 
 def _forget_input(svc: Services, job_id: str, input_key: str | None) -> None:

@@ -132,7 +132,9 @@ def test_unfinished_cap_answers_429_and_creates_nothing(make_api, new_key, tenan
     second = api.client.post("/v1/jobs", json=GENERATE, headers=a)
     assert first.status_code == second.status_code == 202
     before = (api.job_count(), api.broker_messages())
-    _assert_429(api.client.post("/v1/jobs", json=GENERATE, headers=a), "too_many_unfinished_jobs")
+    capped = api.client.post("/v1/jobs", json=GENERATE, headers=a)
+    _assert_429(capped, "too_many_unfinished_jobs")
+    assert int(capped.headers["Retry-After"]) >= 1
     understand = {"type": "understand", "question": "what?", "image": _data_url(_png())}
     _assert_429(api.client.post("/v1/jobs", json=understand, headers=a), "too_many_unfinished_jobs")
     assert (api.job_count(), api.broker_messages()) == before
