@@ -15,7 +15,8 @@ from jobs.storage import StorageError
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, **overrides) -> Flask:
+def create_app(settings: Settings | None = None, warm: bool = False, **overrides) -> Flask:
+    """`warm`: read the model's tokenizer (the prompt check's) now rather than on the first submit."""
     settings = settings or load_settings(**overrides)
     app = Flask(__name__)
     # Flask refuses bigger bodies before reading them: the 413 costs no memory.
@@ -25,7 +26,16 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.extensions["janus"] = Services(settings)
     _register_blueprints(app)
     _register_error_handlers(app)
+    if warm:
+        _warm(app.extensions["janus"])
     return app
+
+
+def _warm(services: Services) -> None:
+    try:
+        services.prompt_budget  # noqa: B018 - a property that loads and keeps the tokenizer
+    except ApiError as error:  # kept for 10 s and retried; /readyz reports it meanwhile
+        log.warning("the model's tokenizer is not readable yet: %s", error.message)
 
 
 def _register_blueprints(app: Flask) -> None:

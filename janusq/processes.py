@@ -15,7 +15,9 @@ log = logging.getLogger("janusq")
 STOP_GRACE_SECONDS = 10
 
 
-API_APP = "api.app:create_app()"
+# warm: each gunicorn worker reads the model's tokenizer before it takes requests, so no client's
+# first submit pays the 3-6 s of importing transformers and reading it.
+API_APP = "api.app:create_app(warm=True)"
 
 
 def gunicorn_argv(settings: Settings, app: str = API_APP) -> list[str]:
