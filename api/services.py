@@ -49,12 +49,10 @@ class Services:
         hub unreachable) requests get a 503 and the next one tries again.
         """
         if self._prompt_budget is None:
-            from janus_model.budget import PromptBudget
-
             if self._budget_error is not None and time.monotonic() - self._budget_failed_at < BUDGET_RETRY_SECONDS:
                 raise self._budget_error  # a hub that timed out is not asked again on every request
             try:
-                self._prompt_budget = PromptBudget.from_checkpoint(self.settings.model_source)
+                self._prompt_budget = self._read_budget()
             except (OSError, ValueError, KeyError) as exc:
                 self._budget_failed_at = time.monotonic()
                 self._budget_error = ApiError.of("unavailable", f"the model's tokenizer could not be read: "
@@ -62,6 +60,15 @@ class Services:
                                                  "model")
                 raise self._budget_error from None
         return self._prompt_budget
+
+    def _read_budget(self):
+        if self.settings.is_simulated_model:  # no tokenizer: the simulated model's own rough count
+            from janus_model.simulated import load_simulated
+
+            return load_simulated(self.settings.model).budget
+        from janus_model.budget import PromptBudget
+
+        return PromptBudget.from_checkpoint(self.settings.model_source)
 
 
 def services() -> Services:

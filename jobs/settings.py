@@ -108,6 +108,15 @@ class Settings(BaseSettings):
             raise ValueError("must be auto, cpu, cuda or cuda:N")
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        from janus_model.simulated import is_simulated, parse_spec  # torch-free
+
+        if is_simulated(value):
+            parse_spec(value)  # an unknown profile or option is refused at start, in one line
+        return value
+
     @field_validator("storage_url")
     @classmethod
     def _check_storage(cls, value: str) -> str:
@@ -169,6 +178,11 @@ class Settings(BaseSettings):
     @property
     def is_tiny_model(self) -> bool:
         return self.model == TINY_MODEL
+
+    @property
+    def is_simulated_model(self) -> bool:
+        """`simulated:<profile>`: a model that sleeps instead of computing (janus_model/simulated.py)."""
+        return self.model.startswith("simulated:")
 
     @property
     def auth_enabled(self) -> bool:
