@@ -12,7 +12,7 @@ from jobs.settings import QUEUES, Settings, SettingsError, load_settings
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"] and "--queue" not in argv:
+    if argv[:1] == ["bench"] and "--queue" not in argv and "--fleet" not in argv:
         return _bench_model(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -89,17 +89,25 @@ def _add_keys_commands(commands) -> None:
 
 
 def _add_bench_command(commands) -> None:
-    from janusq import bench_queue
+    from janusq import bench_fleet, bench_queue
 
     bench = commands.add_parser("bench", help="model benchmark (stock vs engine; see `janusq bench --help`); "
                                               "--queue: dispatch latency and gaps per broker")
     bench.add_argument("--queue", action="store_true",
                        help="start a worker per broker (embedded, Redis) and time what the queue adds to a job")
     bench_queue.add_arguments(bench.add_argument_group("--queue options"))
+    bench.add_argument("--fleet", action="store_true",
+                       help="W simulated workers behind the API, PostgreSQL, Redis and S3: a Poisson stream of "
+                            "mixed jobs, one JSON line per fleet size (scaling, latency, database, lost/duplicated)")
+    bench_fleet.add_arguments(bench.add_argument_group("--fleet options"))
     bench.set_defaults(handler=_bench)
 
 
 def _bench(settings: Settings, args) -> int:
+    if args.fleet:
+        from janusq import bench_fleet
+
+        return bench_fleet.main(args)
     if args.queue:
         from janusq import bench_queue
 

@@ -1,0 +1,261 @@
+"""`janusq bench --fleet`: W simulated workers behind the real API, PostgreSQL, Redis and S3.
+
+For each W in --workers: a fresh stack (janusq/fleet_stack.py), a Poisson stream of mixed jobs
+through the HTTP API for --duration seconds at `--overload` times what W workers finish when each
+runs every job alone (so queues form and the workers stay busy), then a wait until every
+accepted job has ended. One JSON line per run (janusq/fleet_report.py says what each figure is).
+
+--faults: at 40 % of the offer a quarter of the workers are SIGKILLed with their pool processes
+(the supervisor restarts them; their running jobs come back when their leases expire), and at
+60 % the stack's own redis-server is killed and restarted empty (the sweeper publishes the
+lost messages again).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from janusq import fleet_load
+from janusq.fleet_report import Observed, report
+from janusq.fleet_stack import FleetStack, StackOptions
+
+log = logging.getLogger("janusq.bench")
+
+# Short delivery clocks, so a fault run recovers within the run (defaults: 60 s leases, 30 s).
+WORKER_ENV = {"JANUS_LEASE_SECONDS": "9", "JANUS_REQUEUE_AFTER": "10", "JANUS_SWEEP_INTERVAL": "2",
+              "JANUS_RETRY_BACKOFF": "1"}
+KILL_AT, REDIS_RESTART_AT = 0.4, 0.6
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    workers: tuple[int, ...]
+    duration: float
+    faults: bool
+    profile: str
+    scale: float
+    overload: float
+    storage: str
+    seed: int = 1
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--workers", default="1,4,16,64", help="fleet sizes, one run each (1,4,16,64)")
+    parser.add_argument("--duration", type=float, default=60, help="seconds of offered load per run (60)")
+    parser.add_argument("--faults", action="store_true",
+                        help="SIGKILL a quarter of the workers mid-run and restart Redis once")
+    parser.add_argument("--profile", default="h100-janus-1.3b", help="the simulated model's profile")
+    parser.add_argument("--scale", type=float, default=10, help="the simulated model's time scale (10)")
+    parser.add_argument("--overload", type=float, default=1.5,
+                        help="offered rate / what the workers finish running each job alone (1.5)")
+    parser.add_argument("--storage", choices=("s3", "local"), default="s3",
+                        help="s3: moto's server, versioned, so a twice-written image shows (default)")
+
+
+def main(args) -> int:
+    try:
+        sizes = tuple(int(part) for part in args.workers.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1 or args.duration <= 0 or args.overload <= 0:
+        print("janusq: bench --fleet needs --workers like 1,4,16 (each >= 1), --duration > 0, --overload > 0",
+              file=sys.stderr)
+        return 2
+    options = FleetOptions(sizes, args.duration, args.faults, args.profile, args.scale, args.overload, args.storage)
+    from janus_model.simulated import parse_spec
+
+    try:
+        parse_spec(model_of(options))
+    except ValueError as exc:
+        print(f"janusq: {exc}", file=sys.stderr)
+        return 2
+    for workers in options.workers:
+        print(json.dumps(run(options, workers)), flush=True)
+    return 0
+
+
+def model_of(options: FleetOptions) -> str:
+    return f"simulated:{options.profile}?scale={options.scale:g}"
+
+
+def run(options: FleetOptions, workers: int) -> dict:
+    from janus_model.simulated import parse_spec
+
+    profile = parse_spec(model_of(options)).profile
+    rate = options.overload * workers / fleet_load.expected_job_seconds(profile, options.scale)
+    arrivals = fleet_load.poisson_arrivals(rate, options.duration, seed=options.seed)
+    with tempfile.TemporaryDirectory(prefix="janusq-fleet-") as folder:
+        stack_options = StackOptions(workers, model_of(options), options.storage, dict(WORKER_ENV))
+        with FleetStack(stack_options, Path(folder)) as stack:
+            started = time.monotonic()
+            wait_for_workers(stack, workers, timeout=60 + 3 * workers)
+            log.info("%d workers ready in %.1f s; offering %.2f jobs/s for %.0f s", workers,
+                     time.monotonic() - started, rate, options.duration)
+            observed = observe(stack, options, arrivals)
+            return report(observed, workers=workers, profile=profile, model=model_of(options), rate=rate,
+                          options=options)
+
+
+def observe(stack: FleetStack, options: FleetOptions, arrivals: list) -> Observed:
+    """Offers the load (with the faults, if asked), waits for the end, and collects what happened."""
+    sampler = Sampler(stack)
+    sampler.start()
+    faults = [threading.Timer(options.duration * KILL_AT, kill_quarter, (stack,)),
+              threading.Timer(options.duration * REDIS_RESTART_AT, stack.restart_redis)] if options.faults else []
+    memory = threading.Timer(options.duration / 2, sampler.sample_memory)
+    commits_before = sampler.commits()
+    for timer in [*faults, memory]:
+        timer.start()
+    offered = fleet_load.offer(stack.api_url, arrivals)
+    commits_after = sampler.commits()
+    for timer in faults:
+        timer.join()
+    waited = wait_for_jobs(stack, list(offered.accepted), timeout=max(120.0, options.duration * 3))
+    sampler.stop()
+    return Observed(offered=offered, rows=job_rows(stack, list(offered.accepted)), waited_s=waited,
+                    commits=commits_after - commits_before, peak_db_connections=sampler.peak_db,
+                    peak_server_connections=sampler.peak_server, max_connections=sampler.max_connections,
+                    memory=sampler.memory, stored_versions=stored_versions(stack),
+                    lost_race_jobs=lost_race_jobs(stack), killed=stack.killed)
+
+
+def wait_for_workers(stack: FleetStack, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with stack.admin_connection() as connection:
+        while True:
+            ready = connection.execute("SELECT count(*) FROM workers WHERE state = 'running'").fetchone()[0]
+            if ready >= count:
+                return
+            if time.monotonic() > deadline or stack.supervisor.poll() is not None:
+                raise TimeoutError(f"{ready} of {count} workers ready after {timeout:.0f} s "
+                                   f"(see {stack.folder / 'workers.log'})")
+            time.sleep(0.5)
+
+
+def wait_for_jobs(stack: FleetStack, ids: list[str], timeout: float) -> float:
+    """Seconds until every accepted job has ended (or the timeout: the rest count as lost)."""
+    started = time.monotonic()
+    with stack.admin_connection() as connection:
+        while time.monotonic() - started < timeout:
+            open_jobs = connection.execute(
+                "SELECT count(*) FROM jobs WHERE status NOT IN ('succeeded', 'failed', 'canceled')").fetchone()[0]
+            known = connection.execute("SELECT count(*) FROM jobs").fetchone()[0]
+            if open_jobs == 0 and known >= len(ids):
+                break
+            time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def job_rows(stack: FleetStack, ids: list[str]) -> list[dict]:
+    with stack.admin_connection() as connection:
+        cursor = connection.execute(
+            "SELECT id, type, status, attempts, worker, params, result, created_at, started_at, finished_at "
+            "FROM jobs WHERE id = ANY(%s)", (ids,))
+        names = [column.name for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def kill_quarter(stack: FleetStack) -> None:
+    """SIGKILL a quarter of the workers (each with its pool process); the supervisor restarts them."""
+    children = worker_processes(stack.supervisor.pid)
+    victims = children[: max(1, math.ceil(len(children) / 4))]
+    for pid in victims:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    stack.killed = victims
+    log.info("killed workers %s", victims)
+
+
+def worker_processes(supervisor_pid: int) -> list[int]:
+    return _children(supervisor_pid)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(part) for part in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def stored_versions(stack: FleetStack) -> dict[str, int]:
+    """Result image key -> versions written (moto's bucket is versioned); {} with local storage."""
+    if stack.options.storage != "s3":
+        return {}
+    counts: dict[str, int] = {}
+    paginator = stack.s3_client().get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket="janus-fleet", Prefix="results/jobs/"):
+        for version in page.get("Versions", []):
+            if version["Key"].endswith(".png"):
+                counts[version["Key"]] = counts.get(version["Key"], 0) + 1
+    return counts
+
+
+def lost_race_jobs(stack: FleetStack) -> set[str]:
+    """Jobs a worker ran to the end after another attempt had taken them (it logs that, and
+    writes nothing): the run happened twice even though the result was written once."""
+    path = stack.folder / "workers.log"
+    marker = "is no longer this worker's attempt"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return {line.split(" job ", 1)[1].split()[0] for line in text.splitlines() if marker in line and " job " in line}
+
+
+class Sampler(threading.Thread):
+    """Database connections every half second, commits on demand, worker memory once."""
+
+    def __init__(self, stack: FleetStack):
+        super().__init__(daemon=True)
+        self.stack = stack
+        self.peak_db = self.peak_server = 0
+        self.memory: dict = {}
+        self._stop_event = threading.Event()
+        with stack.admin_connection() as connection:
+            self.max_connections = int(connection.execute("SHOW max_connections").fetchone()[0])
+
+    def run(self) -> None:
+        with self.stack.admin_connection() as connection:
+            while not self._stop_event.wait(0.5):
+                ours, everyone = connection.execute(
+                    "SELECT count(*) FILTER (WHERE datname = current_database()), count(*) "
+                    "FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()
+                self.peak_db, self.peak_server = max(self.peak_db, ours - 1), max(self.peak_server, everyone)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+    def commits(self) -> int:
+        with self.stack.admin_connection() as connection:
+            return connection.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+
+    def sample_memory(self) -> None:
+        """RSS and PSS of every worker (its Celery main process and pool process), in MB."""
+        per_worker_rss, total_pss = [], 0.0
+        for pid in worker_processes(self.stack.supervisor.pid):
+            family = [pid, *_children(pid)]
+            per_worker_rss.append(sum(_memory_kb(member, "Rss") for member in family) / 1024)
+            total_pss += sum(_memory_kb(member, "Pss") for member in family) / 1024
+        if per_worker_rss:
+            self.memory = {"worker_rss_mb": round(sum(per_worker_rss) / len(per_worker_rss), 1),
+                           "workers_pss_mb": round(total_pss, 1)}
+
+
+def _memory_kb(pid: int, field: str) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
