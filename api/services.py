@@ -27,7 +27,8 @@ class Services:
     def __post_init__(self):
         self._prompt_budget = None
         self._budget_error, self._budget_failed_at = None, 0.0
-        self.db = Database(self.settings.database)
+        self.db = Database(self.settings.database, pool_size=self.settings.db_pool_size,
+                           max_overflow=self.settings.db_max_overflow)
         self.publisher = Publisher(self.settings)
 
     @cached_property

@@ -31,8 +31,19 @@ from janusq.fleet_stack import FleetStack, StackOptions
 log = logging.getLogger("janusq.bench")
 
 # Short delivery clocks, so a fault run recovers within the run (defaults: 60 s leases, 30 s).
-WORKER_ENV = {"JANUS_LEASE_SECONDS": "9", "JANUS_REQUEUE_AFTER": "10", "JANUS_SWEEP_INTERVAL": "2",
+WORKER_ENV = {"JANUS_LEASE_SECONDS": "30", "JANUS_REQUEUE_AFTER": "15", "JANUS_SWEEP_INTERVAL": "2",
               "JANUS_RETRY_BACKOFF": "1"}
+PROGRESS_INTERVAL, HEARTBEAT_SECONDS = 0.5, 5.0  # the settings' defaults, stretched by the scale
+
+
+def worker_env(scale: float) -> dict[str, str]:
+    """What the bench's workers run with. The progress and heartbeat clocks stretch with the
+    model's time scale, so that a job causes the writes it causes at full speed (a 1 s job, two
+    progress writes), not `scale` times as many."""
+    return {**WORKER_ENV, "JANUS_PROGRESS_INTERVAL": f"{min(60.0, PROGRESS_INTERVAL * scale):g}",
+            "JANUS_HEARTBEAT_SECONDS": f"{min(300.0, HEARTBEAT_SECONDS * scale):g}"}
+
+
 KILL_AT, REDIS_RESTART_AT = 0.4, 0.6
 
 
@@ -45,6 +56,7 @@ class FleetOptions:
     scale: float
     overload: float
     storage: str
+    keep_logs: str | None = None
     seed: int = 1
 
 
@@ -59,6 +71,7 @@ def add_arguments(parser) -> None:
                         help="offered rate / what the workers finish running each job alone (1.5)")
     parser.add_argument("--storage", choices=("s3", "local"), default="s3",
                         help="s3: moto's server, versioned, so a twice-written image shows (default)")
+    parser.add_argument("--keep-logs", metavar="DIR", help="keep each run's logs (api, workers, redis, s3) under DIR")
 
 
 def main(args) -> int:
@@ -70,7 +83,8 @@ def main(args) -> int:
         print("janusq: bench --fleet needs --workers like 1,4,16 (each >= 1), --duration > 0, --overload > 0",
               file=sys.stderr)
         return 2
-    options = FleetOptions(sizes, args.duration, args.faults, args.profile, args.scale, args.overload, args.storage)
+    options = FleetOptions(sizes, args.duration, args.faults, args.profile, args.scale, args.overload, args.storage,
+                           args.keep_logs)
     from janus_model.simulated import parse_spec
 
     try:
@@ -94,7 +108,10 @@ def run(options: FleetOptions, workers: int) -> dict:
     rate = options.overload * workers / fleet_load.expected_job_seconds(profile, options.scale)
     arrivals = fleet_load.poisson_arrivals(rate, options.duration, seed=options.seed)
     with tempfile.TemporaryDirectory(prefix="janusq-fleet-") as folder:
-        stack_options = StackOptions(workers, model_of(options), options.storage, dict(WORKER_ENV))
+        if options.keep_logs:
+            folder = str(Path(options.keep_logs) / f"w{workers}{'-faults' if options.faults else ''}")
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        stack_options = StackOptions(workers, model_of(options), options.storage, worker_env(options.scale))
         with FleetStack(stack_options, Path(folder)) as stack:
             started = time.monotonic()
             wait_for_workers(stack, workers, timeout=60 + 3 * workers)
@@ -109,6 +126,7 @@ def observe(stack: FleetStack, options: FleetOptions, arrivals: list) -> Observe
     """Offers the load (with the faults, if asked), waits for the end, and collects what happened."""
     sampler = Sampler(stack)
     sampler.start()
+    cpu = CpuMeter(stack)
     faults = [threading.Timer(options.duration * KILL_AT, kill_quarter, (stack,)),
               threading.Timer(options.duration * REDIS_RESTART_AT, stack.restart_redis)] if options.faults else []
     memory = threading.Timer(options.duration / 2, sampler.sample_memory)
@@ -117,6 +135,7 @@ def observe(stack: FleetStack, options: FleetOptions, arrivals: list) -> Observe
         timer.start()
     offered = fleet_load.offer(stack.api_url, arrivals)
     commits_after = sampler.commits()
+    cores = cpu.cores()
     for timer in faults:
         timer.join()
     waited = wait_for_jobs(stack, list(offered.accepted), timeout=max(120.0, options.duration * 3))
@@ -125,7 +144,7 @@ def observe(stack: FleetStack, options: FleetOptions, arrivals: list) -> Observe
                     commits=commits_after - commits_before, peak_db_connections=sampler.peak_db,
                     peak_server_connections=sampler.peak_server, max_connections=sampler.max_connections,
                     memory=sampler.memory, stored_versions=stored_versions(stack),
-                    lost_race_jobs=lost_race_jobs(stack), killed=stack.killed)
+                    lost_race_jobs=lost_race_jobs(stack), killed=stack.killed, cores=cores)
 
 
 def wait_for_workers(stack: FleetStack, count: int, timeout: float) -> None:
@@ -208,6 +227,74 @@ def lost_race_jobs(stack: FleetStack) -> set[str]:
     marker = "is no longer this worker's attempt"
     text = path.read_text(errors="replace") if path.exists() else ""
     return {line.split(" job ", 1)[1].split()[0] for line in text.splitlines() if marker in line and " job " in line}
+
+
+class CpuMeter:
+    """CPU time of each part of the stack over the offer, in cores (CPU seconds per second).
+    `postgres` counts every PostgreSQL process on the machine (the server is shared); `machine`
+    is the whole machine's busy share times its cores; processes that exited meanwhile (killed
+    workers) are missing."""
+
+    def __init__(self, stack: FleetStack):
+        self.stack, self.started = stack, time.monotonic()
+        self.before, self.machine_before = self._snapshot(), _machine_busy()
+
+    def _roles(self) -> dict[str, list[int]]:
+        mains = worker_processes(self.stack.supervisor.pid)
+        processes = self.stack.processes
+        return {"api": _tree(processes["api"].pid), "worker_main": mains,
+                "worker_pool": [child for pid in mains for child in _children(pid)],
+                "supervisor": [self.stack.supervisor.pid], "redis": _tree(processes["redis"].pid),
+                "s3": _tree(processes["s3"].pid) if "s3" in processes else [],
+                "postgres": _named("postgres"), "bench": [os.getpid()]}
+
+    def _snapshot(self) -> dict[str, dict[int, float]]:
+        return {role: {pid: _cpu_seconds(pid) for pid in pids} for role, pids in self._roles().items()}
+
+    def cores(self) -> dict[str, float]:
+        elapsed = time.monotonic() - self.started
+        after = self._snapshot()
+        used = {role: sum(max(0.0, seconds - self.before[role].get(pid, 0.0)) for pid, seconds in pids.items())
+                for role, pids in after.items()}
+        result = {role: round(seconds / elapsed, 2) for role, seconds in used.items()}
+        result["machine"] = round((_machine_busy() - self.machine_before) / elapsed, 2)
+        return result
+
+
+def _tree(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(_children(current))
+    return found
+
+
+def _named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine was busy (all cores) since boot."""
+    values = [int(part) for part in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 class Sampler(threading.Thread):

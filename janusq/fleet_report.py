@@ -37,6 +37,7 @@ class Observed:
     stored_versions: dict[str, int]
     lost_race_jobs: set[str]
     killed: list[int] = field(default_factory=list)
+    cores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,22 @@ def report(observed: Observed, *, workers: int, profile, model: str, rate: float
         "db_commits_per_s": round(observed.commits / duration, 1),
         "db_connections_peak": observed.peak_db_connections,
         "server_connections_peak": observed.peak_server_connections, "max_connections": observed.max_connections,
-        "lost": len(set(offered.accepted) - succeeded), "duplicated": len(duplicated),
+        "lost": len(set(offered.accepted) - succeeded), "unfinished": _unfinished(observed, succeeded),
+        "duplicated": len(duplicated),
         "retried_jobs": sum(1 for row in observed.rows if (row["attempts"] or 0) > 1),
         "workers_killed": len(observed.killed), "drain_s": round(observed.waited_s, 1), **observed.memory,
+        "cpu_cores": observed.cores,
     }
+
+
+def _unfinished(observed: Observed, succeeded: set[str]) -> dict[str, int]:
+    """How the lost jobs ended (or where they were stuck), by status; `missing`: no row at all."""
+    statuses = {row["id"]: row["status"] for row in observed.rows}
+    counts: dict[str, int] = {}
+    for job_id in set(observed.offered.accepted) - succeeded:
+        status = statuses.get(job_id, "missing")
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def batches_of(rows: list[dict], profile, scale: float) -> list[Batch]:

@@ -10,15 +10,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 
-def make_engine(url: str, pooled: bool = True) -> Engine:
-    """`pooled=False`: a connection per session, closed after it (nothing open between uses)."""
+def make_engine(url: str, pooled: bool = True, pool_size: int = 5, max_overflow: int = 5) -> Engine:
+    """`pooled=False`: a connection per session, closed after it (nothing open between uses).
+
+    Pooled: up to `pool_size` connections stay open between uses, and up to `max_overflow` more
+    are opened under load and closed on return. Every open connection counts against the
+    server's max_connections, shared by every API and worker process of a deployment."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, pooled)
     # pre_ping: a restarted database costs one failed request, not a poisoned pool.
     connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
     if not pooled:
         return create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
+                         connect_args=connect_args)
 
 
 def _sqlite_engine(url: str, pooled: bool = True) -> Engine:
@@ -48,15 +53,16 @@ def _ensure_sqlite_folder(url: str) -> None:
 class Database:
     """Owns one engine; created lazily so nothing connects at import or before a fork."""
 
-    def __init__(self, url: str, pooled: bool = True):
+    def __init__(self, url: str, pooled: bool = True, pool_size: int = 5, max_overflow: int = 5):
         self.url, self.pooled = url, pooled
+        self.pool_size, self.max_overflow = pool_size, max_overflow
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.url, self.pooled)
+            self._engine = make_engine(self.url, self.pooled, self.pool_size, self.max_overflow)
             self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self._engine
 

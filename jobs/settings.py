@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     # The address clients use for presigned URLs when it differs from the workers' (MinIO in compose).
     s3_public_url: str | None = None
 
+    # Database connections (each counts against the server's max_connections; README, "Scaling
+    # out"). An API process keeps up to db_pool_size open and opens up to db_max_overflow more
+    # under load; a worker's pool process, which runs one batch at a time, the worker_ ones.
+    # The worker's main process (heartbeats, sweeper) holds none between its periodic writes.
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=5, ge=0, le=100)
+    worker_db_pool_size: int = Field(default=1, ge=1, le=100)
+    worker_db_max_overflow: int = Field(default=1, ge=0, le=100)
+
     model: str = TINY_MODEL
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

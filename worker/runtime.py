@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 class WorkerRuntime:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.db = Database(settings.database)
+        # The pool process runs one batch at a time: its batch thread and the lease keeper's
+        # renewals. JANUS_WORKER_DB_POOL_SIZE connections stay open (1), an overflow one is
+        # opened when both write at once and closed after: a fleet of W workers holds about W.
+        self.db = Database(settings.database, pool_size=settings.worker_db_pool_size,
+                           max_overflow=settings.worker_db_max_overflow)
         self.storage = open_storage(settings.storage, settings.s3_endpoint_url)
         self._model = None
         self._lock = threading.Lock()
