@@ -132,7 +132,7 @@ class _Schedule:
     QUANTUM early, at one wake-up (a waking process costs ~50 us of CPU; 576 of them a batch
     add up when dozens of simulated workers share two cores)."""
 
-    QUANTUM = 0.02
+    QUANTUM = 0.1
 
     def __init__(self, clock, sleep, scale: float):
         self._clock, self._sleep, self.scale = clock, sleep, scale
