@@ -109,7 +109,8 @@ def run(options: FleetOptions, workers: int) -> dict:
     arrivals = fleet_load.poisson_arrivals(rate, options.duration, seed=options.seed)
     with tempfile.TemporaryDirectory(prefix="janusq-fleet-") as folder:
         if options.keep_logs:
-            folder = str(Path(options.keep_logs) / f"w{workers}{'-faults' if options.faults else ''}")
+            name = f"w{workers}-scale{options.scale:g}{'-faults' if options.faults else ''}-{int(time.time())}"
+            folder = str(Path(options.keep_logs) / name)
             Path(folder).mkdir(parents=True, exist_ok=True)
         stack_options = StackOptions(workers, model_of(options), options.storage, worker_env(options.scale))
         with FleetStack(stack_options, Path(folder)) as stack:

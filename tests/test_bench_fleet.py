@@ -31,7 +31,8 @@ def test_a_tiny_fleet_run_prints_one_json_line_and_loses_nothing(tmp_path):
     assert line["lost"] == 0 and line["duplicated"] == 0 and line["unfinished"] == {}
     assert 0 < line["completed_jobs_per_s"] and 0 < line["scaling_efficiency"] <= 1.05
     assert line["db_commits_per_s"] > 0 and 2 <= line["db_connections_peak"] < 40
-    assert (tmp_path / "logs" / "w2" / "workers.log").exists()
+    [kept] = (tmp_path / "logs").iterdir()
+    assert kept.name.startswith("w2-scale1-") and (kept / "workers.log").exists()
 
 
 def test_a_bad_fleet_option_is_one_line():
