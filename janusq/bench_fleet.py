@@ -113,10 +113,10 @@ def run(options: FleetOptions, workers: int) -> dict:
             folder = str(Path(options.keep_logs) / name)
             Path(folder).mkdir(parents=True, exist_ok=True)
         stack_options = StackOptions(workers, model_of(options), options.storage, worker_env(options.scale))
+        started = time.monotonic()
         with FleetStack(stack_options, Path(folder)) as stack:
-            started = time.monotonic()
             wait_for_workers(stack, workers, timeout=60 + 3 * workers)
-            log.info("%d workers ready in %.1f s; offering %.2f jobs/s for %.0f s", workers,
+            log.info("the stack and %d workers ready in %.1f s; offering %.2f jobs/s for %.0f s", workers,
                      time.monotonic() - started, rate, options.duration)
             observed = observe(stack, options, arrivals)
             return report(observed, workers=workers, profile=profile, model=model_of(options), rate=rate,
