@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from janusq import fleet_load
 from janusq.fleet_report import Observed, report
-from janusq.fleet_stack import FleetStack, StackOptions
+from janusq.fleet_stack import FleetStack, StackOptions, children_of
 
 log = logging.getLogger("janusq.bench")
 
@@ -93,8 +94,20 @@ def main(args) -> int:
         print(f"janusq: {exc}", file=sys.stderr)
         return 2
     for workers in options.workers:
-        print(json.dumps(run(options, workers)), flush=True)
+        try:
+            line = run(options, workers)
+        except (TimeoutError, OSError, subprocess.CalledProcessError, _database_error()) as exc:
+            print(f"janusq: bench --fleet with {workers} workers: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+                  file=sys.stderr)
+            return 1
+        print(json.dumps(line), flush=True)
     return 0
+
+
+def _database_error() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
 
 
 def model_of(options: FleetOptions) -> str:
@@ -198,14 +211,8 @@ def kill_quarter(stack: FleetStack) -> None:
 
 
 def worker_processes(supervisor_pid: int) -> list[int]:
-    return _children(supervisor_pid)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(part) for part in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """The workers' main processes (each leads its own process group, with its pool process)."""
+    return children_of(supervisor_pid)
 
 
 def stored_versions(stack: FleetStack) -> dict[str, int]:
@@ -244,7 +251,7 @@ class CpuMeter:
         mains = worker_processes(self.stack.supervisor.pid)
         processes = self.stack.processes
         return {"api": _tree(processes["api"].pid), "worker_main": mains,
-                "worker_pool": [child for pid in mains for child in _children(pid)],
+                "worker_pool": [child for pid in mains for child in children_of(pid)],
                 "supervisor": [self.stack.supervisor.pid], "redis": _tree(processes["redis"].pid),
                 "s3": _tree(processes["s3"].pid) if "s3" in processes else [],
                 "postgres": _named("postgres"), "bench": [os.getpid()]}
@@ -267,7 +274,7 @@ def _tree(pid: int) -> list[int]:
     while pending:
         current = pending.pop()
         found.append(current)
-        pending.extend(_children(current))
+        pending.extend(children_of(current))
     return found
 
 
@@ -331,7 +338,7 @@ class Sampler(threading.Thread):
         """RSS and PSS of every worker (its Celery main process and pool process), in MB."""
         per_worker_rss, total_pss = [], 0.0
         for pid in worker_processes(self.stack.supervisor.pid):
-            family = [pid, *_children(pid)]
+            family = [pid, *children_of(pid)]
             per_worker_rss.append(sum(_memory_kb(member, "Rss") for member in family) / 1024)
             total_pss += sum(_memory_kb(member, "Pss") for member in family) / 1024
         if per_worker_rss:

@@ -100,10 +100,18 @@ class FleetStack:
         return self
 
     def __exit__(self, *_exc) -> None:
+        # The supervisor stops its workers on SIGTERM; any it could not (it was killed after its
+        # grace period) are killed here, each with its pool process: nothing outlives the run.
+        workers = children_of(self.supervisor.pid) if "workers" in self.processes else []
         for name in ("api", "workers", "s3", "redis"):
             process = self.processes.pop(name, None)
             if process is not None:
                 _kill_group(process)
+        for pid in workers:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self._drop_database()
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -165,6 +173,13 @@ class FleetStack:
 
         return psycopg.connect(self.database_url.replace("postgresql+psycopg://", "postgresql://", 1),
                                autocommit=True, connect_timeout=5)
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(part) for part in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _kill_group(process: subprocess.Popen) -> None:
