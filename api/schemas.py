@@ -240,9 +240,30 @@ class JobErrorOut(_Out):
     message: str
 
 
+class ServedSettings(_Out):
+    """What the served checkpoint chose for the job beyond its params: Janus-1.3B and Janus-Pro
+    differ in these (their role names), not in the sampling defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt_format: str = Field(description="The prompt as the model saw it, with {prompt} or {question} for the "
+                                           "job's text (understanding: the image's 576 tokens stand at "
+                                           "<image_placeholder>).")
+    image_mean: list[float] | None = Field(None, description="Understanding: the per-channel mean images were "
+                                                             "normalized with (the checkpoint's own).")
+    image_std: list[float] | None = Field(None, description="Understanding: the per-channel std.")
+
+
+class BatchOut(_Out):
+    id: str = Field(description="The batch's id: jobs with the same id ran together, in one model batch.")
+    jobs: int = Field(ge=1, description="How many jobs the batch held.")
+    images: int | None = Field(None, ge=1, description="Images the batch generated (generate jobs only).")
+
+
 class TextResult(_Out):
     model_config = ConfigDict(extra="forbid")
     text: str
+    model: ServedSettings | None = Field(None, description="null for jobs finished before this was recorded.")
+    batch: BatchOut | None = Field(None, description="The batch this job ran in.")
 
 
 class ImageOut(_Out):
@@ -255,6 +276,8 @@ class ImageOut(_Out):
 class ImagesResult(_Out):
     model_config = ConfigDict(extra="forbid")
     images: list[ImageOut]
+    model: ServedSettings | None = Field(None, description="null for jobs finished before this was recorded.")
+    batch: BatchOut | None = Field(None, description="The batch this job ran in.")
 
 
 class JobUrls(_Out):

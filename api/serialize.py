@@ -37,12 +37,17 @@ def _result(job: Job, base: str) -> dict | None:
     if job.result is None:
         return None
     if "images" in job.result:
-        return {"images": [
+        result = {"images": [
             {"url": f"{base}/images/{index}", "width": image["width"], "height": image["height"],
              "content_type": image["content_type"]}
             for index, image in enumerate(job.result["images"])
         ]}
-    return {"text": job.result.get("text", "")}
+    else:
+        result = {"text": job.result.get("text", "")}
+    if "batch" in job.result:  # which jobs ran together (README: result.batch)
+        result["batch"] = job.result["batch"]
+    result["model"] = job.result.get("model")  # what the checkpoint chose (prompt format, normalization)
+    return result
 
 
 def _iso(value: datetime | None) -> str | None:

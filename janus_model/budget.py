@@ -11,6 +11,7 @@ import transformers
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import cached_file
 
+from janus_model.convert.formats import is_original_checkpoint
 from janus_model.prompts import DEFAULT_SYSTEM_PROMPT, generation_messages, render, understanding_messages
 
 
@@ -30,6 +31,8 @@ class PromptBudget:
     @classmethod
     def from_checkpoint(cls, source: str) -> "PromptBudget":
         """Read a local checkpoint folder or a hub id (the same `source` load_model takes)."""
+        if is_original_checkpoint(source):
+            return cls.from_original_checkpoint(source)
         config = _read_json(source, "config.json")
         processor_config = _read_json(source, "processor_config.json", required=False)
         tokenizer = _tokenizer_class(source).from_pretrained(source)
@@ -40,6 +43,24 @@ class PromptBudget:
             context_length=config["text_config"]["max_position_embeddings"],
             image_token_count=config["vision_config"].get("num_image_tokens", 576),
             use_default_system_prompt=processor_config.get("use_default_system_prompt", False),
+        )
+
+    @classmethod
+    def from_original_checkpoint(cls, source: str) -> "PromptBudget":
+        """A DeepSeek original-format folder, read through the conversion's own translation of its
+        tokenizer and processor (no weights, no torch), so the API needs no converted copy."""
+        from janus_model.convert.formats import detect_family, original_config
+        from janus_model.convert.processor_files import build_tokenizer, processor_config
+
+        config = original_config(source)
+        context_length = config["language_config"].get("max_position_embeddings", 2048)
+        processor = processor_config(source, config["vision_config"].get("params", {}).get("image_size", 384),
+                                     _original_image_tokens(source))
+        return cls(
+            tokenizer=build_tokenizer(source, detect_family(source), context_length),
+            context_length=context_length,
+            image_token_count=processor["num_image_tokens"],
+            use_default_system_prompt=processor["use_default_system_prompt"],
         )
 
     def generation_prompt_tokens(self, prompt: str) -> int:
@@ -72,6 +93,11 @@ class PromptBudget:
     def _count(self, text: str) -> int:
         # verbose=False: an over-long prompt is an answer here (False), not something to log.
         return len(self.tokenizer(text, verbose=False)["input_ids"])
+
+
+def _original_image_tokens(source: str) -> int:
+    # DeepSeek's processor_config.json states it (576); its processor expands each image to that many.
+    return _read_json(source, "processor_config.json", required=False).get("num_image_tokens", 576)
 
 
 def _read_json(source: str, filename: str, required: bool = True) -> dict:

@@ -5,6 +5,8 @@ The service asks two things of it, each for many jobs at once: images for prompt
 the same path with a batch of one.
 """
 
+from functools import cached_property
+
 import torch
 from PIL import Image
 from transformers import JanusForConditionalGeneration, JanusProcessor
@@ -13,7 +15,7 @@ from janus_model.batching import answers_for_jobs, image_codes_for_jobs
 from janus_model.engine import DecodeEngine, EngineOptions
 from janus_model.errors import GenerationStopped
 from janus_model.image_decode import codes_to_images_in_chunks
-from janus_model.prompts import generation_messages, render, understanding_messages
+from janus_model.prompts import DEFAULT_SYSTEM_PROMPT, generation_messages, render, understanding_messages
 from janus_model.requests import AnswerOutcome, AnswerRequest, ImageOutcome, ImageRequest
 from janus_model.sampling import row_seed
 from janus_model.text_batch import TextRow
@@ -125,6 +127,27 @@ class JanusModel:
         self._check_fits(inputs["input_ids"].shape[1] + request.max_new_tokens, "prompt + max_new_tokens")
         return TextRow(inputs["input_ids"][0], inputs["pixel_values"], request.max_new_tokens,
                        request.temperature, request.top_p, row_seed(request.seed, 0))
+
+    # ---- what the checkpoint decides ---------------------------------------------------------
+
+    @cached_property
+    def served_settings(self) -> dict[str, dict]:
+        """The model-facing choices this checkpoint makes, by job type, for jobs to record.
+
+        Janus-1.3B and Janus-Pro differ here, not in their sampling defaults: the conversation's
+        role names (User/Assistant vs <|User|>/<|Assistant|>) come from the checkpoint's chat
+        template, the image mean/std from its image processor.
+        """
+        processor, tokenizer = self.processor, self.processor.tokenizer
+        understanding = render(processor, understanding_messages("{question}"))
+        if processor.use_default_system_prompt:
+            understanding = DEFAULT_SYSTEM_PROMPT + understanding  # what JanusProcessor prepends
+        image_processor = processor.image_processor
+        return {
+            "generate": {"prompt_format": render(processor, generation_messages("{prompt}")) + tokenizer.boi_token},
+            "understand": {"prompt_format": understanding, "image_mean": list(image_processor.image_mean),
+                           "image_std": list(image_processor.image_std)},
+        }
 
     # ---- helpers ----------------------------------------------------------------------------
 

@@ -11,11 +11,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import PreTrainedTokenizerFast
 
+from janus_model.chat_template import IMAGE_PLACEHOLDER, JANUS_PRO_ROLES, chat_template
+
 # Token strings of the real Janus-Pro tokenizer, so prompts render the same way.
 BOS_TOKEN = "<｜begin▁of▁sentence｜>"
 EOS_TOKEN = "<｜end▁of▁sentence｜>"
 PAD_TOKEN = "<｜▁pad▁｜>"
-IMAGE_TOKEN = "<image_placeholder>"
+IMAGE_TOKEN = IMAGE_PLACEHOLDER
 BOI_TOKEN = "<begin_of_image>"
 EOI_TOKEN = "<end_of_image>"
 USER_TOKEN = "<|User|>"
@@ -24,29 +26,9 @@ ASSISTANT_TOKEN = "<|Assistant|>"
 # Order fixes the ids (256 byte tokens come first), so rebuilding gives the same vocabulary.
 SPECIAL_TOKENS = [BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, IMAGE_TOKEN, BOI_TOKEN, EOI_TOKEN, USER_TOKEN, ASSISTANT_TOKEN]
 
-# Renders "<|User|>: <image_placeholder>\nquestion\n\n<|Assistant|>:" like the Janus-Pro
-# checkpoints: user turns end with a blank line, assistant turns with the end-of-sentence token.
-# Content may be a plain string or a list of {"type": "image"} / {"type": "text", "text": ...}.
-CHAT_TEMPLATE = (
-    # Written on one line without whitespace control: every character outside the tags is output.
-    "{% for message in messages %}"
-    "{% set role = message['role'] | lower %}"
-    "{% if role == 'user' %}" + USER_TOKEN + ": "
-    "{% elif role == 'assistant' %}" + ASSISTANT_TOKEN + ": "
-    "{% else %}{{ message['role'] | capitalize }}: "
-    "{% endif %}"
-    "{% if message['content'] is string %}{{ message['content'] | trim }}"
-    "{% else %}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}" + IMAGE_TOKEN + "{% if not loop.last %}{{ '\\n' }}{% endif %}"
-    "{% elif part['type'] == 'text' %}{{ part['text'] | trim }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% endif %}"
-    "{% if role == 'assistant' %}{{ eos_token }}{% else %}{{ '\\n\\n' }}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}" + ASSISTANT_TOKEN + ":{% endif %}"
-)
+# Janus-Pro's conversation format: "<|User|>: <image_placeholder>\nquestion\n\n<|Assistant|>:"
+# (see janus_model.chat_template).
+CHAT_TEMPLATE = chat_template(*JANUS_PRO_ROLES)
 
 
 def _byte_level_vocab() -> dict[str, int]:

@@ -1,5 +1,5 @@
-"""`janusq`: run (all-in-one local service), serve (API), worker, workers (who is there), migrate,
-keys (API keys), bench."""
+"""`janusq`: run (all-in-one local service), serve (API), worker, workers (who is there), sweeper,
+migrate, keys (API keys), bench, convert (DeepSeek's original checkpoints to transformers' format)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from jobs.settings import QUEUES, Settings, SettingsError, load_settings
+from jobs.settings import QUEUES, Settings, SettingsError, load_settings, redact_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
         return _bench_model(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin, every start
+    # Progress bars of weight loading and saving go to the logs as WARNING lines: not wanted there.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         settings = load_settings(**_overrides(args))
     except SettingsError as exc:
@@ -24,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(settings, args) or 0
     except _user_errors() as exc:
-        print(f"janusq: {_first_line(exc)}", file=sys.stderr)
+        print(f"janusq: {_first_line(exc, settings)}", file=sys.stderr)
         return 1
 
 
@@ -32,17 +35,28 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's to fix (a bad name, an unknown key, no database): one line."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from janus_model.convert.formats import CheckpointFormatError
     from jobs.keys import ApiKeyError
 
-    return ApiKeyError, OperationalError, ProgrammingError
+    # CheckpointFormatError: JANUS_MODEL names an original-format folder that cannot be converted.
+    return ApiKeyError, OperationalError, ProgrammingError, CheckpointFormatError
 
 
-def _first_line(exc: Exception) -> str:
+def _first_line(exc: Exception, settings: Settings) -> str:
     from sqlalchemy.exc import DBAPIError
 
     if isinstance(exc, DBAPIError):
-        return f"database error (has `janusq migrate` been run?): {str(exc.orig).splitlines()[0]}"
+        reason = str(exc.orig).strip().splitlines()[0]
+        if _missing_table(exc):
+            return f"database {settings.database_label} has no jobs tables (has `janusq migrate` been run?): {reason}"
+        return f"cannot use the database {settings.database_label} (JANUS_DATABASE_URL): {reason}"
     return str(exc).splitlines()[0]
+
+
+def _missing_table(exc) -> bool:
+    """PostgreSQL's undefined table, or SQLite's "no such table": the schema was never migrated."""
+    code = getattr(exc.orig, "sqlstate", None)
+    return code == "42P01" or "no such table" in str(exc.orig)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,11 +79,40 @@ def _parser() -> argparse.ArgumentParser:
     workers = commands.add_parser("workers", help="the workers: status, device, queues, current batch")
     workers.add_argument("--json", action="store_true", help="a JSON array, as GET /v1/workers gives it")
     workers.set_defaults(handler=_workers)
+    sweeper = commands.add_parser("sweeper", help="the sweeper alone: republishes lost messages and takes "
+                                                  "back expired leases (every worker runs one too)")
+    sweeper.set_defaults(handler=_sweeper)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     _add_keys_commands(commands)
     _add_bench_command(commands)
+    _add_convert_command(commands)
     return parser
+
+
+def _add_convert_command(commands) -> None:
+    convert = commands.add_parser("convert", help="convert DeepSeek's original-format Janus-1.3B / Janus-Pro "
+                                                  "checkpoint folder SRC into a transformers-format folder DST")
+    convert.add_argument("src", metavar="SRC", help="the downloaded original checkpoint (model_type multi_modality)")
+    convert.add_argument("dst", metavar="DST", help="a new folder for the converted checkpoint (JANUS_MODEL=DST)")
+    convert.add_argument("--family", choices=("janus", "janus-pro"),
+                         help="conversation format: janus (1.3B: User/Assistant) or janus-pro (<|User|>/<|Assistant|>);"
+                              " by default read from SRC's path or model card")
+    convert.add_argument("--shard-gb", type=float, default=2.0, help="largest safetensors file written (GB)")
+    convert.set_defaults(handler=_convert)
+
+
+def _convert(_settings: Settings, args) -> int:
+    from janus_model.convert import CheckpointFormatError, convert_checkpoint
+
+    try:
+        done = convert_checkpoint(args.src, args.dst, family=args.family, max_shard_bytes=int(args.shard_gb * 1e9))
+    except CheckpointFormatError as exc:
+        print(f"janusq: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    logging.getLogger("janusq").info("converted %s (%s, %d tensors) into %s: serve it with JANUS_MODEL=%s",
+                                     done.source, done.family, done.tensors, done.target, done.target)
+    return 0
 
 
 def _add_keys_commands(commands) -> None:
@@ -134,6 +177,28 @@ def _overrides(args) -> dict:
     return {"device": args.device} if getattr(args, "device", None) else {}
 
 
+def _sweeper(settings: Settings, _args) -> int:
+    """For deployments whose workers are not up yet (scaled to zero, still loading): queued jobs
+    whose message was lost are published again meanwhile. The database lock keeps one sweeping."""
+    import signal
+    import threading
+
+    from worker.celery_app import sweeper_loop
+
+    check_database(settings)
+    loop = sweeper_loop(settings)
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    loop.start()
+    logging.getLogger("janusq").info("sweeper %s: every %.1f s (one sweeper at a time holds the lock)",
+                                     loop.name, settings.sweep_interval)
+    while not stop.wait(1.0):
+        pass
+    loop.stop()
+    return 0
+
+
 def _migrate(settings: Settings, _args) -> int:
     from jobs.migrate import upgrade
 
@@ -156,13 +221,18 @@ def _worker(settings: Settings, args) -> int:
     if unknown or not queues:
         print(f"janusq: invalid --queues: {args.queues!r} (choose from {', '.join(QUEUES)})", file=sys.stderr)
         return 2
+    check_database(settings)  # unreachable or unmigrated: one line and exit 1, never "ready"
     if args.gpus or args.replicas is not None:
         return _supervise(settings, args, ",".join(queues))
-    prepare_model(settings)
+    prepare_model(settings, convert=True)
     from worker.celery_app import create_worker_app
 
     app = create_worker_app(settings)
-    app.worker_main(["worker", "--loglevel=INFO", "--pool=prefork", "--concurrency=1",
+    logging.getLogger("janusq").info("worker: queues %s, model %s on %s, broker %s, database %s",
+                                     ",".join(queues), settings.model, settings.device,
+                                     redact_url(settings.broker), settings.database_label)
+    # --quiet: that line instead of Celery's 25-line banner.
+    app.worker_main(["--quiet", "worker", "--loglevel=INFO", "--pool=prefork", "--concurrency=1",
                      f"--queues={','.join(queues)}", f"--hostname={args.name or f'janus-{os.getpid()}'}@%h",
                      "--without-gossip", "--without-mingle"])
     # Celery does not hand back its exit code: a worker whose model would not load must still
@@ -180,16 +250,35 @@ def _supervise(settings: Settings, args, queues: str) -> int:
     except SupervisorError as exc:
         print(f"janusq: {exc}", file=sys.stderr)
         return 2
-    prepare_model(settings)  # once here, not in every child at the same time
+    prepare_model(settings, convert=True)  # once here, not in every child at the same time
     return Supervisor(children).run()
 
 
-def prepare_model(settings: Settings) -> None:
-    """The tiny checkpoint is built on first use (offline, deterministic)."""
+def prepare_model(settings: Settings, convert: bool = False) -> None:
+    """The tiny checkpoint is built on first use (offline, deterministic); with `convert` (workers),
+    an original-format JANUS_MODEL folder is converted once into the data dir."""
     if settings.is_tiny_model:
         from janus_model import ensure_tiny_checkpoint
 
         ensure_tiny_checkpoint(settings.model_source)
+    elif convert:
+        from worker.runtime import checkpoint_path
+
+        # In a spawned process: this one forks workers later, and torch must not have run here.
+        checkpoint_path(settings, fresh_process=True)
+
+
+def check_database(settings: Settings) -> None:
+    """Reaches the database and its jobs table now: main turns a failure into one line."""
+    from sqlalchemy import select
+
+    from jobs.db import Database
+    from jobs.models import Job
+
+    database = Database(settings.database, pooled=False)
+    with database.session() as session:
+        session.execute(select(Job.id).limit(1))
+    database.dispose()
 
 
 def log_auth_mode(settings: Settings) -> None:
@@ -281,6 +370,7 @@ def _stamp(value) -> str:
 def _run(settings: Settings, _args) -> int:
     from janusq.processes import run_all_in_one
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # `janusq migrate` lists the steps; run needs one line
     _migrate(settings, None)
-    prepare_model(settings)
+    prepare_model(settings, convert=True)  # before its worker starts, which would otherwise convert
     return run_all_in_one(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,11 +30,10 @@ def janusq_argv(*args: str) -> list[str]:
 
 def run_all_in_one(settings: Settings) -> int:
     children = [_spawn(janusq_argv("serve")), _spawn(janusq_argv("worker"))]
-    log.info("serving on http://%s:%s with one worker (Ctrl-C stops everything)", settings.host, settings.port)
     if settings.is_tiny_model:
         log.info("model: tiny, random weights: images are noise and answers gibberish; "
                  "set JANUS_MODEL to a real checkpoint for real output")
-    stopping = False
+    announced, stopping = False, False
 
     def _stop(signum, _frame):
         nonlocal stopping
@@ -43,11 +43,25 @@ def run_all_in_one(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
     try:
         while not stopping and all(child.poll() is None for child in children):
+            if not announced and listening(settings.host, settings.port):
+                # Said once the API accepts connections, not when its process starts.
+                log.info("serving on http://%s:%s with one worker (Ctrl-C stops everything)",
+                         settings.host, settings.port)
+                announced = True
             time.sleep(0.3)
     finally:
         stop_all(children)
     failed = [child.returncode for child in children if child.returncode not in (0, -15, None)]
     return 0 if stopping or not failed else 1
+
+
+def listening(host: str, port: int) -> bool:
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((address, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def _spawn(argv: list[str]) -> subprocess.Popen:

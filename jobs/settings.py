@@ -1,18 +1,31 @@
 """One settings object, read from JANUS_* environment variables and validated at start."""
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import logging
+import os
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+log = logging.getLogger(__name__)
+
 TINY_MODEL = "tiny"
 QUEUES = ("generate", "understand")
 LOOPBACK_NAMES = ("localhost",)
+DATABASE_SCHEMES = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
+                    "postgresql+psycopg": "postgresql+psycopg", "sqlite": "sqlite"}
+DATABASE_EXAMPLES = "postgresql://user:password@host:5432/db or sqlite:////path/janus.db"
+# JANUS_* variables that are not server settings: the client's (JANUS_URL, JANUS_API_KEY) and the
+# test suite's (JANUS_TEST_*).
+NOT_SETTINGS = frozenset({"JANUS_URL", "JANUS_API_KEY"})
+NOT_SETTINGS_PREFIXES = ("JANUS_TEST_", "JANUS_BENCH_")  # read by tests and benchmarks, not the service
 
 
 class SettingsError(ValueError):
@@ -126,6 +139,11 @@ class Settings(BaseSettings):
             parse_spec(value)  # an unknown profile or option is refused at start, in one line
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database(cls, value: str) -> str:
+        return normalize_database_url(value) if value else value
+
     @field_validator("storage_url")
     @classmethod
     def _check_storage(cls, value: str) -> str:
@@ -170,6 +188,11 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_path / 'janus.db'}"
 
     @property
+    def database_label(self) -> str:
+        """The database URL without its password, for messages and logs."""
+        return redact_url(self.database)
+
+    @property
     def broker(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{self.data_path / 'broker.db'}"
 
@@ -206,6 +229,39 @@ class Settings(BaseSettings):
         return self.broker if urlparse(self.broker).scheme in ("redis", "rediss") else None
 
 
+def normalize_database_url(url: str) -> str:
+    """`postgres://` and `postgresql://` (what most hosts hand out) mean PostgreSQL through psycopg,
+    the driver this project installs; the migrations are tested on PostgreSQL and SQLite only."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        raise ValueError(f"must be a URL such as {DATABASE_EXAMPLES}")
+    scheme = DATABASE_SCHEMES.get(scheme.lower())
+    if scheme is None:
+        raise ValueError(f"unsupported database {url.partition('://')[0]}://; use {DATABASE_EXAMPLES}")
+    return f"{scheme}://{rest}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """JANUS_* variables that no setting reads (a typo), each with the closest setting's name."""
+    known = {f"JANUS_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
+    lines = []
+    for name in sorted(key for key in environ if key.upper().startswith("JANUS_")):
+        if name.upper() in known or name.upper().startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.8)
+        lines.append(f"{name} is not a setting" + (f" (did you mean {close[0]}?)" if close else ""))
+    return lines
+
+
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 and localhost; 0.0.0.0 and any other address are reachable from outside."""
     host = host.strip().strip("[]").lower()
@@ -218,7 +274,10 @@ def is_loopback(host: str) -> bool:
 
 
 def load_settings(**overrides) -> Settings:
-    """Read the environment (plus overrides); a bad value raises SettingsError in one line."""
+    """Read the environment (plus overrides); a bad value raises SettingsError in one line, and
+    an unknown JANUS_* variable (a typo that would otherwise be silently ignored) is a warning."""
+    for line in unknown_variables(os.environ):
+        log.warning("%s", line)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -229,4 +288,5 @@ def _one_line(exc: ValidationError) -> str:
     error = exc.errors()[0]
     field = ".".join(str(part) for part in error["loc"])
     name = f"JANUS_{field.upper()}" if field else "JANUS_* settings"
-    return f"invalid {name}: {error['msg']}"
+    message = error["msg"].removeprefix("Value error, ")  # pydantic's prefix says nothing to a user
+    return f"invalid {name}: {message}"

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from jobs import states
 from jobs.db import Database
 from jobs.models import Job, Lock, utcnow
+from jobs.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +67,9 @@ class Sweeper:
             .where(Job.status == states.RUNNING, Job.lease_expires_at < now)
             .limit(BATCH)
         ).all()
-        for row in rows:
-            holder = states.Holder(row.worker, row.attempts)
-            if row.attempts >= self.max_attempts:
-                if states.transition(session, row.id, states.FAILED, only_from={states.RUNNING}, holder=holder,
-                                     error_code="attempts_exhausted",
-                                     error_message=f"gave up after {row.attempts} attempts; the last worker "
-                                                   f"({row.worker}) stopped renewing its lease"):
-                    report.exhausted.append(row.id)
-            elif states.transition(session, row.id, states.QUEUED, only_from={states.RUNNING}, holder=holder,
-                                   worker=None, published_at=None, progress=0.0):
-                report.requeued.append(row.id)
+        requeued, exhausted = take_back(session, rows, self.max_attempts, "stopped renewing its lease")
+        report.requeued += requeued
+        report.exhausted += exhausted
 
     def _stale_queued(self, session: Session, now: datetime) -> list[tuple[str, str]]:
         """Claimable queued jobs whose last publish is old (or never was); marked published now."""
@@ -95,6 +88,30 @@ class Sweeper:
             if marked:
                 taken.append((row.id, row.type))
         return taken
+
+
+def take_back(session: Session, rows, max_attempts: int, why: str) -> tuple[list[str], list[str]]:
+    """Running jobs (rows of id, worker, attempts) whose worker is gone: queued again for another
+    attempt, or failed with attempts_exhausted. Fenced by the holder, so a job that its worker
+    finished or that another worker claimed meanwhile is left alone. Returns (requeued, failed)."""
+    requeued, exhausted = [], []
+    for row in rows:
+        holder = states.Holder(row.worker, row.attempts)
+        if row.attempts >= max_attempts:
+            if states.transition(session, row.id, states.FAILED, only_from={states.RUNNING}, holder=holder,
+                                 error_code="attempts_exhausted",
+                                 error_message=f"gave up after {row.attempts} attempts; the last worker "
+                                               f"({row.worker}) {why}"):
+                exhausted.append(row.id)
+        elif states.transition(session, row.id, states.QUEUED, only_from={states.RUNNING}, holder=holder,
+                               worker=None, published_at=None, progress=0.0):
+            requeued.append(row.id)
+    return requeued, exhausted
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def hold_lock(session: Session, name: str, holder: str, seconds: float, now: datetime | None = None) -> bool:
@@ -139,7 +156,7 @@ class SweeperLoop:
             try:
                 self.tick()
             except SQLAlchemyError as exc:  # the database is down: try again next interval
-                log.warning("sweeper: database unavailable (%s)", type(exc).__name__)
+                log.warning("sweeper: database %s unavailable: %s", redact_url(self.sweeper.db.url), _reason(exc))
             except Exception:  # noqa: BLE001 - never let the loop die
                 log.exception("sweeper tick failed")
             # Followers look again once the leader's lease could have lapsed (three intervals), not

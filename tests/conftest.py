@@ -12,7 +12,9 @@ import pytest
 from tests.s3server import DUMMY_AWS_ENV, MotoServer, create_bucket
 
 POSTGRES_ADMIN = os.environ.get("JANUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("JANUS_TEST_REDIS", "redis://127.0.0.1:6379/13")
+# JANUS_TEST_REDIS names a database outright; otherwise each run claims one of REDIS_SERVER's.
+REDIS_URL = os.environ.get("JANUS_TEST_REDIS", "")
+REDIS_SERVER = os.environ.get("JANUS_TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
 
 
 @pytest.fixture(scope="session")
@@ -39,13 +41,21 @@ def postgres_url():
 
 @pytest.fixture(scope="session")
 def redis_url():
+    """A Redis database of this run's own (tests/redisdb.py), or JANUS_TEST_REDIS's, flushed."""
     import redis as redis_lib
 
-    client = redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    client.ping()
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
+    from tests.redisdb import claim_database, release_database
+
+    if REDIS_URL:
+        client = redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+        client.ping()
+        client.flushdb()
+        yield REDIS_URL
+        client.flushdb()
+        return
+    url = claim_database(REDIS_SERVER)
+    yield url
+    release_database(url)
 
 
 @pytest.fixture(scope="session")

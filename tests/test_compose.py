@@ -43,9 +43,10 @@ def command(service: dict) -> list[str]:
     return shlex.split(cmd) if isinstance(cmd, str) else [str(part) for part in cmd]
 
 
-def interpolate(value: str) -> str:
-    """Compose's ${VAR:-default} with an empty environment: the defaults."""
-    value = re.sub(r"\$\{\w+(?::?-([^}]*))?\}", lambda m: m.group(1) or "", value)
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose's ${VAR:-default}, from `env` (default: an empty environment, so the defaults)."""
+    env = env or {}
+    value = re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: env.get(m.group(1)) or m.group(2) or "", value)
     return value.replace("$$", "$")
 
 
@@ -219,3 +220,14 @@ def test_docker_compose_config_is_valid():
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("env", [{}, {"PUBLIC_HOST": "192.168.1.20"}, {"PUBLIC_HOST": "10.0.0.5", "MINIO_PORT": "9100"}])
+def test_image_links_point_where_minio_is_published(compose, services, env):
+    """The presigned URLs' address and MinIO's published address come from one setting."""
+    from urllib.parse import urlsplit
+
+    public = urlsplit(interpolate(all_janus_variables(compose)["JANUS_S3_PUBLIC_URL"], env))
+    published = [interpolate(port, env) for port in services["minio"]["ports"]]
+    assert f"{public.hostname}:{public.port}:9000" in published
+    assert public.hostname == env.get("PUBLIC_HOST", "127.0.0.1")

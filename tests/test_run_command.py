@@ -52,6 +52,7 @@ def test_run_serves_a_job_and_ctrl_c_stops_everything(tmp_path, tiny_checkpoint)
     try:
         _wait_ready(base, process)
         assert "auth is OFF" in (tmp_path / "run.log").read_text()  # loopback: said at start
+        _assert_start_up_is_short_and_true((tmp_path / "run.log").read_text())
         job = requests.post(base + "/v1/jobs", json={"type": "generate", "prompt": "hi", "num_images": 1},
                             timeout=30).json()
         deadline = time.monotonic() + 120
@@ -68,3 +69,13 @@ def test_run_serves_a_job_and_ctrl_c_stops_everything(tmp_path, tiny_checkpoint)
     while _processes_with_env(str(data_dir)) and time.monotonic() < deadline:
         time.sleep(0.3)
     assert _processes_with_env(str(data_dir)) == []
+
+
+def _assert_start_up_is_short_and_true(log: str) -> None:
+    """No progress bars, Alembic chatter or Celery banner; "serving on" only once gunicorn listens."""
+    lines = log.splitlines()
+    assert not [line for line in lines if "Loading weights" in line or "model shards" in line or "alembic" in line]
+    assert not [line for line in lines if "[config]" in line or "[queues]" in line]
+    serving = next(index for index, line in enumerate(lines) if "serving on http://" in line)
+    assert any("Listening at" in line for line in lines[:serving])
+    assert len(lines) < 40, log

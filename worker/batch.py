@@ -63,8 +63,9 @@ class BatchRunner:
                     statuses[job.id] = self._fail(job, reporters[job.id], exc)
             if ready:
                 outcomes = self._outcomes(batch[0].type, [request for _, request in ready])
+                served = self.model_provider().served_settings[batch[0].type]
                 for (job, _), outcome in zip(ready, outcomes):
-                    statuses[job.id] = self._conclude(job, outcome, reporters[job.id], info)
+                    statuses[job.id] = self._conclude(job, outcome, reporters[job.id], info, served)
         except Exception as exc:  # noqa: BLE001 - e.g. the soft time limit, mid-storage
             for job in batch:
                 if job.id not in statuses:
@@ -101,7 +102,7 @@ class BatchRunner:
         return outcomes
 
     # -- finishing each job ----------------------------------------------------------------
-    def _conclude(self, job: Claimed, outcome, reporter: ProgressReporter, info: dict) -> str:
+    def _conclude(self, job: Claimed, outcome, reporter: ProgressReporter, info: dict, served: dict) -> str:
         if isinstance(outcome, GenerationStopped):
             return self._finish(job, states.CANCELED, reporter)
         if isinstance(outcome, BaseException):
@@ -111,7 +112,9 @@ class BatchRunner:
         except Exception as exc:  # noqa: BLE001 - storage fails this job, the rest go on
             return self._fail(job, reporter, exc)
         # The result and the final status commit together, and only while this attempt is ours.
-        return self._finish(job, states.SUCCEEDED, reporter, result={**result, "batch": info}, progress=1.0)
+        # `model`: what the checkpoint chose beyond the job's params (its prompt format, normalization).
+        return self._finish(job, states.SUCCEEDED, reporter, result={**result, "batch": info, "model": served},
+                            progress=1.0)
 
     def _fail(self, job: Claimed, reporter: ProgressReporter, exc: BaseException) -> str:
         """Retry a transient fault later while attempts remain; else fail with the error kept."""

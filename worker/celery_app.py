@@ -18,6 +18,7 @@ from jobs.queue import TASK_NAME, Publisher, make_celery
 from jobs.settings import QUEUES, Settings
 from jobs.sweeper import Sweeper, SweeperLoop
 from worker.model_gate import ModelGate, WaitForModel
+from worker.pool_watch import PoolWatch, WatchPool
 from worker.runtime import WorkerRuntime
 
 
@@ -26,6 +27,9 @@ def create_worker_app(settings: Settings):
     runtime = WorkerRuntime(settings)
     app.janus_gate = ModelGate()
     app.steps["worker"].add(WaitForModel)  # no consuming until the pool process has its model
+    app.janus_pool_watch = PoolWatch(Database(settings.database, pooled=False), Publisher(settings),
+                                     socket.gethostname(), settings.max_attempts)
+    app.steps["worker"].add(WatchPool)  # a pool process that dies gives its jobs back at once
 
     @app.task(name=TASK_NAME)
     def run_job(job_id: str) -> str:

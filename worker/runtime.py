@@ -53,7 +53,7 @@ class WorkerRuntime:
         # Compiled kernels land on the data volume: a restart reuses them instead of compiling again.
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.settings.data_path / "torchinductor"))
         log.info("loading model %s on %s", self.settings.model, self.settings.device)
-        model = load_model(self.settings.model_source, device=self.settings.device,
+        model = load_model(checkpoint_path(self.settings), device=self.settings.device,
                            dtype=self.settings.dtype, options=engine_options(self.settings))
         log.info("model loaded on %s", model.device)
         if self.settings.device == "auto" and model.device.type == "cpu":
@@ -94,6 +94,16 @@ class WorkerRuntime:
         self.db.dispose()
         self.model_loaded.clear()  # a new pool process (its predecessor died) loads the model again
         self.storage = open_storage(self.settings.storage, self.settings.s3_endpoint_url)
+
+
+def checkpoint_path(settings: Settings, fresh_process: bool = False) -> str:
+    """What the worker loads: JANUS_MODEL, or the converted copy of an original-format folder (made
+    once, under the data dir; the conversion logs one line). `fresh_process`: convert in a spawned
+    interpreter, for a process that forks afterwards."""
+    from janus_model.convert import servable_source, servable_source_in_fresh_process
+
+    convert = servable_source_in_fresh_process if fresh_process else servable_source
+    return convert(settings.model_source, settings.data_path / "models" / "converted")
 
 
 def describe_device(device) -> str:

@@ -27,11 +27,9 @@ def upgrade() -> None:
     )
     op.create_index("ux_api_keys_key_hash", "api_keys", ["key_hash"], unique=True)
     op.create_index("ux_api_keys_prefix", "api_keys", ["prefix"], unique=True)
-    op.create_index("ix_jobs_owner_status", "jobs", ["owner", "status"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_jobs_owner_status", table_name="jobs")
     op.drop_index("ux_api_keys_prefix", table_name="api_keys")
     op.drop_index("ux_api_keys_key_hash", table_name="api_keys")
     op.drop_table("api_keys")

@@ -92,8 +92,9 @@ def test_jobs_queued_while_no_worker_runs_are_run_as_one_batch(stack):
     assert all(row.result["batch"] == {"id": batch, "jobs": 3, "images": 4} for row in rows(stack, ids).values())
     logged = [b for b in batches_in(stack.log_dir / "worker0.log") if set(b[2]) & set(ids)]
     assert len(logged) == 1 and sorted(logged[0][2]) == sorted(ids) and logged[0][1] == "generate"
-    # The API shows the result as before: the batch is the worker's business.
-    assert set(done[ids[0]]["result"]) == {"images"}
+    # The API shows which jobs ran together, as README documents (result.batch).
+    assert all(done[i]["result"]["batch"] == {"id": batch, "jobs": 3, "images": 4} for i in ids)
+    assert set(done[ids[0]]["result"]) == {"images", "batch", "model"}  # model: what the checkpoint chose
 
 
 def test_canceling_one_job_of_a_running_batch_leaves_the_others_succeeding(stack):

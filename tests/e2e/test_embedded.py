@@ -34,6 +34,10 @@ def test_understand_job_with_multipart_upload_returns_text(embedded_stack):
     assert done["status"] == "succeeded", done
     assert isinstance(done["result"]["text"], str)
     assert done["params"]["max_new_tokens"] == 8 and done["params"]["image"]["width"] == 64
+    # What the checkpoint chose beyond the params: its prompt format and image normalization.
+    served = done["result"]["model"]
+    assert served["prompt_format"].endswith("<|User|>: <image_placeholder>\n{question}\n\n<|Assistant|>:")
+    assert served["image_mean"] == served["image_std"] == [0.5, 0.5, 0.5]
 
 
 def test_understand_job_with_data_url(embedded_stack):

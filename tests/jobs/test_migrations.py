@@ -37,3 +37,21 @@ def test_up_down_up_and_schema_matches_models(empty_database):
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert differences == []
+
+
+@pytest.mark.parametrize("later_0003", [False, True])
+def test_databases_from_either_0003_end_with_the_owner_status_index(empty_database, later_0003):
+    """0003 first shipped without the index and later with it; 0006 brings both to one schema."""
+    from sqlalchemy import text
+
+    upgrade(empty_database, "0005")
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:
+        assert "ix_jobs_owner_status" not in {index["name"] for index in inspect(connection).get_indexes("jobs")}
+        if later_0003:
+            connection.execute(text("CREATE INDEX ix_jobs_owner_status ON jobs (owner, status)"))
+    upgrade(empty_database)
+    with engine.connect() as connection:
+        indexes = {index["name"] for index in inspect(connection).get_indexes("jobs")}
+    engine.dispose()
+    assert "ix_jobs_owner_status" in indexes

@@ -93,3 +93,51 @@ def test_serve_says_when_auth_is_off(caplog):
     off, on = caplog.messages
     assert "auth is OFF" in off and "loopback 127.0.0.1" in off and "JANUS_AUTH=on" in off
     assert "auth is on" in on and "Bearer" in on
+
+
+@pytest.mark.parametrize("url", ["postgres://app:pw@db.example:5432/janus", "postgresql://app:pw@db.example:5432/janus"])
+def test_hosted_postgres_urls_use_psycopg_and_hide_the_password(url):
+    settings = load_settings(database_url=url)
+    assert settings.database == "postgresql+psycopg://app:pw@db.example:5432/janus"
+    assert settings.database_label == "postgresql+psycopg://app:***@db.example:5432/janus"
+
+
+@pytest.mark.parametrize("url", ["mysql://u:pw@h/db", "postgresql+psycopg2://u:pw@h/db", "oracle-ish://x", "just-a-path"])
+def test_unusable_database_url_is_one_line_naming_the_variable(url):
+    with pytest.raises(SettingsError) as error:
+        load_settings(database_url=url)
+    message = str(error.value)
+    assert message.startswith("invalid JANUS_DATABASE_URL: ") and "\n" not in message and "pw" not in message
+
+
+def test_a_mistyped_variable_is_a_warning_with_the_likely_name(monkeypatch, caplog):
+    monkeypatch.setenv("JANUS_DATABSE_URL", "postgres://x/y")
+    monkeypatch.setenv("JANUS_TEST_SOMETHING", "1")  # the test suite's own, not a typo
+    load_settings()
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == ["JANUS_DATABSE_URL is not a setting (did you mean JANUS_DATABASE_URL?)"]
+
+
+def test_migrate_accepts_a_postgres_url_and_names_a_missing_database(postgres_url, monkeypatch, capsys):
+    from janusq.cli import main
+
+    monkeypatch.setenv("JANUS_DATABASE_URL", postgres_url.replace("postgresql+psycopg://", "postgres://"))
+    assert main(["migrate"]) == 0
+    monkeypatch.setenv("JANUS_DATABASE_URL", postgres_url + "_missing")
+    assert main(["migrate"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("janusq: cannot use the database postgresql+psycopg://") and "does not exist" in err
+    assert "\n" not in err
+
+
+def test_a_worker_on_an_unmigrated_database_says_so_and_takes_nothing(tmp_path, monkeypatch, capsys):
+    from janusq.cli import main
+
+    monkeypatch.setenv("JANUS_DATA_DIR", str(tmp_path))
+    assert main(["worker"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "has `janusq migrate` been run?" in err and "\n" not in err
+
+
+def test_the_label_of_a_url_without_password_is_the_url():
+    assert load_settings(database_url="sqlite:////srv/janus.db").database_label == "sqlite:////srv/janus.db"

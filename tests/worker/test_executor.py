@@ -64,6 +64,15 @@ class Saboteur:
         self.calls.append([r.question for r in requests])
         return self.model.answer_batch(requests)
 
+    @property
+    def served_settings(self):
+        return self.model.served_settings
+
+
+# Long enough that only an empty queue ends a drain: on a loaded 2-core machine three tiny jobs
+# have taken over a minute, and a 60 s drain then left the last one queued.
+DRAIN_ALL = 900
+
 
 def executor(database, storage, model, **kwargs) -> Executor:
     return Executor(database, storage, lambda: model, "test-worker", 0.2, **kwargs)
@@ -83,6 +92,8 @@ def test_queued_jobs_run_as_one_batch_each_with_its_own_result(database, storage
         assert job.result["batch"]["jobs"] == 3 and job.result["batch"]["images"] == 6
         assert [image["key"] for image in job.result["images"]] == [f"jobs/{job_id}/{n}.png" for n in range(index + 1)]
         assert all(storage.exists(image["key"]) for image in job.result["images"])
+        # What the checkpoint chose beyond the params: the tiny one is Janus-Pro-shaped.
+        assert job.result["model"] == {"prompt_format": "<|User|>: {prompt}\n\n<|Assistant|>:<begin_of_image>"}
 
 
 def test_a_failing_batch_is_rerun_job_by_job_so_only_the_culprit_fails(database, storage, tiny_model):
@@ -128,7 +139,7 @@ def test_a_job_canceled_mid_batch_ends_canceled_and_the_rest_succeed(database, s
 def test_after_its_batch_the_task_drains_the_queue_batch_by_batch(database, storage, tiny_model):
     ids = [add_understand(database, storage) for _ in range(5)]
     model = Saboteur(tiny_model)
-    run = executor(database, storage, model, limits=BatchLimits(images=4, answers=2), drain_seconds=60)
+    run = executor(database, storage, model, limits=BatchLimits(images=4, answers=2), drain_seconds=DRAIN_ALL)
     assert run.run(ids[0]) == "succeeded"
     assert [len(call) for call in model.calls] == [2, 2, 1]
     jobs = jobs_by_id(database)
@@ -141,7 +152,7 @@ def test_after_its_batch_the_task_drains_the_queue_batch_by_batch(database, stor
 def test_draining_stops_when_the_worker_shuts_down_or_time_is_up(database, storage, tiny_model):
     ids = [add_understand(database, storage) for _ in range(3)]
     model = Saboteur(tiny_model)
-    executor(database, storage, model, limits=BatchLimits(answers=1), drain_seconds=60,
+    executor(database, storage, model, limits=BatchLimits(answers=1), drain_seconds=DRAIN_ALL,
              should_stop=lambda: True).run(ids[0])
     executor(database, storage, model, limits=BatchLimits(answers=1), drain_seconds=0).run(ids[1])
     jobs = jobs_by_id(database)
@@ -150,7 +161,7 @@ def test_draining_stops_when_the_worker_shuts_down_or_time_is_up(database, stora
 
 def test_a_stale_message_still_takes_the_jobs_queued_since(database, storage, tiny_model):
     first, second = add_understand(database, storage), add_understand(database, storage)
-    run = executor(database, storage, tiny_model, drain_seconds=60)
+    run = executor(database, storage, tiny_model, drain_seconds=DRAIN_ALL)
     assert run.run(first) == "succeeded"  # took `second` along
     late = add_understand(database, storage)  # queued behind `second`'s stale message
     assert run.run(second) == "skipped"
@@ -164,7 +175,7 @@ def test_draining_serves_every_type_of_the_worker_oldest_first(database, storage
     add_understand(database, storage)  # queued after the generate job, so it runs after it
     model = Saboteur(tiny_model)
     limits = BatchLimits(answers=1)
-    executor(database, storage, model, limits=limits, drain_seconds=60, job_types=("generate", "understand")).run(first)
+    executor(database, storage, model, limits=limits, drain_seconds=DRAIN_ALL, job_types=("generate", "understand")).run(first)
     assert model.calls == [["What is it?"], ["a fox"], ["What is it?"]]
     assert all(job.status == "succeeded" for job in jobs_by_id(database).values())
 
