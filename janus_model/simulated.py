@@ -79,6 +79,14 @@ class SimulatedModel:
         self.budget = SimulatedBudget(spec.profile.context_length)
         self._sleep, self._clock = sleep, clock
 
+    # What jobs record of the checkpoint's choices (the real model reads them from its processor):
+    # Janus-Pro's conversation format and SigLIP's normalization, as the real checkpoints have them.
+    served_settings = {
+        "generate": {"prompt_format": "<｜begin▁of▁sentence｜><|User|>: {prompt}\n\n<|Assistant|>:<begin_of_image>"},
+        "understand": {"prompt_format": "<｜begin▁of▁sentence｜><|User|>: <image_placeholder>\n{question}\n\n"
+                                        "<|Assistant|>:", "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]},
+    }
+
     # ---- image generation -------------------------------------------------------------------
     def generate_images_batch(self, requests: list) -> list:
         outcomes, live = _prepare_each(requests, self._check_image_request)

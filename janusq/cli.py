@@ -221,9 +221,9 @@ def _worker(settings: Settings, args) -> int:
     if unknown or not queues:
         print(f"janusq: invalid --queues: {args.queues!r} (choose from {', '.join(QUEUES)})", file=sys.stderr)
         return 2
-    check_database(settings)  # unreachable or unmigrated: one line and exit 1, never "ready"
     if args.gpus or args.replicas is not None:
         return _supervise(settings, args, ",".join(queues))
+    check_database(settings)  # unreachable or unmigrated: one line and exit 1, never "ready"
     prepare_model(settings, convert=True)
     from worker.celery_app import create_worker_app
 
@@ -249,7 +249,8 @@ def _supervise(settings: Settings, args, queues: str) -> int:
         children = gpu_children(args.gpus, queues) if args.gpus else replica_children(args.replicas, queues)
     except SupervisorError as exc:
         print(f"janusq: {exc}", file=sys.stderr)
-        return 2
+        return 2  # a bad --gpus is the first thing to say, before the database is asked
+    check_database(settings)
     prepare_model(settings, convert=True)  # once here, not in every child at the same time
     return Supervisor(children).run()
 

@@ -119,13 +119,15 @@ def test_a_worker_with_an_unknown_profile_exits_at_start_with_one_line(tmp_path)
                           timeout=60, cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "janusq: invalid JANUS_MODEL: Value error, unknown simulated profile 'nope' "
+        "janusq: invalid JANUS_MODEL: unknown simulated profile 'nope' "
         "(choose from h100-janus-1.3b, h100-janus-pro-7b, h200-janus-1.3b, h200-janus-pro-7b)"]
 
 
 WORKER_PATH = textwrap.dedent("""
+    import json
     import sys
     from jobs import service
+    from jobs.models import Job
     from jobs.migrate import upgrade
     from jobs.settings import load_settings
     from worker.celery_app import create_worker_app
@@ -137,6 +139,8 @@ WORKER_PATH = textwrap.dedent("""
         job = service.add_job(session, "generate", {"prompt": "a red fox", "num_images": 2, "cfg_weight": 5.0,
                                                     "temperature": 1.0, "seed": 4})
     status = runtime.executor(("generate",)).run(job.id)
+    with runtime.db.session() as session:
+        print(json.dumps(session.get(Job, job.id).result))
     print(status)
     print("torch" in sys.modules, "transformers" in sys.modules)
 """)
@@ -151,5 +155,6 @@ def test_the_worker_path_runs_a_job_on_the_simulated_model_without_importing_tor
     status_line, imports_line = done.stdout.strip().splitlines()[-2:]
     assert status_line == "succeeded"
     assert imports_line == "False False"  # neither torch nor transformers was imported
+    assert '"prompt_format"' in done.stdout.strip().splitlines()[-3]  # the result records the served settings
     stored = sorted((tmp_path / "storage" / "jobs").glob("*/*.png"))
     assert len(stored) == 2 and all(Image.open(path).size == (384, 384) for path in stored)
