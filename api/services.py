@@ -27,9 +27,10 @@ class Services:
     def __post_init__(self):
         self._prompt_budget = None
         self._budget_error, self._budget_failed_at = None, 0.0
-        # A connection per gunicorn thread: each request holds at most one session at a time,
-        # and a smaller pool would open and close a PostgreSQL connection per extra request.
-        self.db = Database(self.settings.database, pool_size=self.settings.api_threads)
+        # By default a connection per gunicorn thread: each request holds at most one session at
+        # a time, and a smaller pool would open and close a PostgreSQL connection per extra request.
+        self.db = Database(self.settings.database, pool_size=self.settings.api_db_pool_size,
+                           max_overflow=self.settings.db_max_overflow)
         self.publisher = Publisher(self.settings)
 
     @cached_property
@@ -57,12 +58,10 @@ class Services:
         hub unreachable) requests get a 503 and the next one tries again.
         """
         if self._prompt_budget is None:
-            from janus_model.budget import PromptBudget
-
             if self._budget_error is not None and time.monotonic() - self._budget_failed_at < BUDGET_RETRY_SECONDS:
                 raise self._budget_error  # a hub that timed out is not asked again on every request
             try:
-                self._prompt_budget = PromptBudget.from_checkpoint(self.settings.model_source)
+                self._prompt_budget = self._read_budget()
             except (OSError, ValueError, KeyError) as exc:
                 self._budget_failed_at = time.monotonic()
                 self._budget_error = ApiError.of("unavailable", f"the model's tokenizer could not be read: "
@@ -70,6 +69,15 @@ class Services:
                                                  "model")
                 raise self._budget_error from None
         return self._prompt_budget
+
+    def _read_budget(self):
+        if self.settings.is_simulated_model:  # no tokenizer: the simulated model's own rough count
+            from janus_model.simulated import load_simulated
+
+            return load_simulated(self.settings.model).budget
+        from janus_model.budget import PromptBudget
+
+        return PromptBudget.from_checkpoint(self.settings.model_source)
 
 
 def services() -> Services:

@@ -12,7 +12,7 @@ from jobs.settings import QUEUES, Settings, SettingsError, load_settings, redact
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"] and not {"--queue", "--api"} & set(argv):
+    if argv[:1] == ["bench"] and not {"--queue", "--api", "--fleet"} & set(argv):
         return _bench_model(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -132,7 +132,7 @@ def _add_keys_commands(commands) -> None:
 
 
 def _add_bench_command(commands) -> None:
-    from janusq import bench_api, bench_queue
+    from janusq import bench_api, bench_fleet, bench_queue
 
     bench = commands.add_parser("bench", help="model benchmark (stock vs engine; see `janusq bench --help`); "
                                               "--queue: dispatch latency and gaps per broker; "
@@ -145,6 +145,10 @@ def _add_bench_command(commands) -> None:
                             "settings; submit and poll throughput and latency per client count")
     bench_queue.add_arguments(bench.add_argument_group("--queue options"))
     bench_api.add_arguments(bench.add_argument_group("--api options"))
+    bench.add_argument("--fleet", action="store_true",
+                       help="W simulated workers behind the API, PostgreSQL, Redis and S3: a Poisson stream of "
+                            "mixed jobs, one JSON line per fleet size (scaling, latency, database, lost/duplicated)")
+    bench_fleet.add_arguments(bench.add_argument_group("--fleet options"))
     bench.set_defaults(handler=_bench)
 
 
@@ -153,6 +157,10 @@ def _bench(settings: Settings, args) -> int:
         from janusq import bench_api
 
         return bench_api.main(settings, args)
+    if args.fleet:
+        from janusq import bench_fleet
+
+        return bench_fleet.main(args)
     if args.queue:
         from janusq import bench_queue
 
@@ -223,9 +231,9 @@ def _worker(settings: Settings, args) -> int:
     if unknown or not queues:
         print(f"janusq: invalid --queues: {args.queues!r} (choose from {', '.join(QUEUES)})", file=sys.stderr)
         return 2
-    check_database(settings)  # unreachable or unmigrated: one line and exit 1, never "ready"
     if args.gpus or args.replicas is not None:
         return _supervise(settings, args, ",".join(queues))
+    check_database(settings)  # unreachable or unmigrated: one line and exit 1, never "ready"
     prepare_model(settings, convert=True)
     from worker.celery_app import create_worker_app
 
@@ -251,7 +259,8 @@ def _supervise(settings: Settings, args, queues: str) -> int:
         children = gpu_children(args.gpus, queues) if args.gpus else replica_children(args.replicas, queues)
     except SupervisorError as exc:
         print(f"janusq: {exc}", file=sys.stderr)
-        return 2
+        return 2  # a bad --gpus is the first thing to say, before the database is asked
+    check_database(settings)
     prepare_model(settings, convert=True)  # once here, not in every child at the same time
     return Supervisor(children).run()
 

@@ -15,19 +15,20 @@ from sqlalchemy.pool import NullPool
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
-def make_engine(url: str, pooled: bool = True, pool_size: int = 5) -> Engine:
+def make_engine(url: str, pooled: bool = True, pool_size: int = 5, max_overflow: int = 5) -> Engine:
     """`pooled=False`: a connection per session, closed after it (nothing open between uses).
 
-    `pool_size` connections stay open; up to 5 more are opened under a burst and closed when
-    returned. A process whose threads routinely hold more sessions than `pool_size` at once
-    opens and closes a connection (a PostgreSQL backend) for every extra one.
-    """
+    Pooled: up to `pool_size` connections stay open between uses, and up to `max_overflow` more
+    are opened under load and closed on return. Every open connection counts against the
+    server's max_connections, shared by every API and worker process of a deployment; a process
+    whose threads routinely hold more sessions than `pool_size` at once opens and closes a
+    connection (a PostgreSQL backend) for every extra one."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, pooled)
     connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
     if not pooled:
         return create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    engine = create_engine(url, pool_size=pool_size, max_overflow=5, connect_args=connect_args)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, connect_args=connect_args)
     _ping_when_idle(engine)
     return engine
 
@@ -83,15 +84,16 @@ def _ensure_sqlite_folder(url: str) -> None:
 class Database:
     """Owns one engine; created lazily so nothing connects at import or before a fork."""
 
-    def __init__(self, url: str, pooled: bool = True, pool_size: int = 5):
-        self.url, self.pooled, self.pool_size = url, pooled, pool_size
+    def __init__(self, url: str, pooled: bool = True, pool_size: int = 5, max_overflow: int = 5):
+        self.url, self.pooled = url, pooled
+        self.pool_size, self.max_overflow = pool_size, max_overflow
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.url, self.pooled, self.pool_size)
+            self._engine = make_engine(self.url, self.pooled, self.pool_size, self.max_overflow)
             self._sessions = sessionmaker(self._engine, expire_on_commit=False)
             # One statement needs no transaction: no BEGIN and COMMIT round trips around it.
             self._reads = sessionmaker(self._engine.execution_options(isolation_level="AUTOCOMMIT"),

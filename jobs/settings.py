@@ -25,7 +25,7 @@ DATABASE_EXAMPLES = "postgresql://user:password@host:5432/db or sqlite:////path/
 # JANUS_* variables that are not server settings: the client's (JANUS_URL, JANUS_API_KEY) and the
 # test suite's (JANUS_TEST_*).
 NOT_SETTINGS = frozenset({"JANUS_URL", "JANUS_API_KEY"})
-NOT_SETTINGS_PREFIXES = ("JANUS_TEST_",)
+NOT_SETTINGS_PREFIXES = ("JANUS_TEST_", "JANUS_BENCH_")  # read by tests and benchmarks, not the service
 
 
 class SettingsError(ValueError):
@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     # The address clients use for presigned URLs when it differs from the workers' (MinIO in compose).
     s3_public_url: str | None = None
+
+    # Database connections (each counts against the server's max_connections; README, "Scaling
+    # out"). An API process keeps up to db_pool_size open and opens up to db_max_overflow more
+    # under load; a worker's pool process, which runs one batch at a time, the worker_ ones.
+    # The worker's main process (heartbeats, sweeper) holds none between its periodic writes.
+    db_pool_size: int | None = Field(default=None, ge=1, le=256)  # None: one per API thread
+    db_max_overflow: int = Field(default=5, ge=0, le=100)
+    worker_db_pool_size: int = Field(default=1, ge=1, le=100)
+    worker_db_max_overflow: int = Field(default=1, ge=0, le=100)
 
     model: str = TINY_MODEL
     device: str = "auto"
@@ -125,6 +134,15 @@ class Settings(BaseSettings):
             raise ValueError("must be auto, cpu, cuda or cuda:N")
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        from janus_model.simulated import is_simulated, parse_spec  # torch-free
+
+        if is_simulated(value):
+            parse_spec(value)  # an unknown profile or option is refused at start, in one line
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database(cls, value: str) -> str:
@@ -174,6 +192,11 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_path / 'janus.db'}"
 
     @property
+    def api_db_pool_size(self) -> int:
+        """Connections an API process keeps open: one per gunicorn thread unless set."""
+        return self.db_pool_size or self.api_threads
+
+    @property
     def database_label(self) -> str:
         """The database URL without its password, for messages and logs."""
         return redact_url(self.database)
@@ -196,6 +219,11 @@ class Settings(BaseSettings):
     @property
     def is_tiny_model(self) -> bool:
         return self.model == TINY_MODEL
+
+    @property
+    def is_simulated_model(self) -> bool:
+        """`simulated:<profile>`: a model that sleeps instead of computing (janus_model/simulated.py)."""
+        return self.model.startswith("simulated:")
 
     @property
     def auth_enabled(self) -> bool:

@@ -159,7 +159,9 @@ class SweeperLoop:
                 log.warning("sweeper: database %s unavailable: %s", redact_url(self.sweeper.db.url), _reason(exc))
             except Exception:  # noqa: BLE001 - never let the loop die
                 log.exception("sweeper tick failed")
-            self._stop.wait(self.interval)
+            # Followers look again once the leader's lease could have lapsed (three intervals), not
+            # every interval: with W workers that is W/3 lock writes an interval instead of W.
+            self._stop.wait(self.interval if self.leading else self.interval * 3)
 
     def tick(self) -> SweepReport | None:
         with self.sweeper.db.session() as session:

@@ -72,7 +72,9 @@ def create_worker_app(settings: Settings):
 
 def sweeper_loop(settings: Settings) -> SweeperLoop:
     """Every worker runs the loop; the lock in the database lets one of them sweep at a time."""
-    sweeper = Sweeper(Database(settings.database), Publisher(settings),
+    # Unpooled: every worker runs this loop but only the lock holder sweeps; a connection held
+    # open for it in each worker would idle, counting against the server's max_connections.
+    sweeper = Sweeper(Database(settings.database, pooled=False), Publisher(settings),
                       requeue_after=settings.requeue_after, max_attempts=settings.max_attempts)
     return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)
 

@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 class WorkerRuntime:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.db = Database(settings.database)
+        # The pool process runs one batch at a time: its batch thread and the lease keeper's
+        # renewals. JANUS_WORKER_DB_POOL_SIZE connections stay open (1), an overflow one is
+        # opened when both write at once and closed after: a fleet of W workers holds about W.
+        self.db = Database(settings.database, pool_size=settings.worker_db_pool_size,
+                           max_overflow=settings.worker_db_max_overflow)
         self.storage = open_storage(settings.storage, settings.s3_endpoint_url)
         self._model = None
         self._lock = threading.Lock()
@@ -38,22 +42,34 @@ class WorkerRuntime:
     def model(self):
         with self._lock:
             if self._model is None:
-                from janus_model import load_model
-
-                # Compiled kernels land on the data volume: a restart reuses them instead of compiling again.
-                os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.settings.data_path / "torchinductor"))
-                log.info("loading model %s on %s", self.settings.model, self.settings.device)
-                self._model = load_model(checkpoint_path(self.settings), device=self.settings.device,
-                                         dtype=self.settings.dtype, options=engine_options(self.settings))
-                log.info("model loaded on %s", self._model.device)
-                if self.settings.device == "auto" and self._model.device.type == "cpu":
-                    log.warning("JANUS_DEVICE=auto found no CUDA device: this worker runs on the CPU "
-                                "(set JANUS_DEVICE=cuda to refuse to start without a GPU)")
-                # CUDA graphs (and compiled kernels) of each image batch size, built before the first job.
-                self._model.engine.warm_up(self.settings.max_batch_images, self.settings.max_batch_answers)
+                self._model = self._load_simulated() if self.settings.is_simulated_model else self._load_janus()
                 self.model_loaded.set()
                 self.heartbeat_row().report_ready(describe_device(self._model.device))
             return self._model
+
+    def _load_janus(self):
+        from janus_model import load_model
+
+        # Compiled kernels land on the data volume: a restart reuses them instead of compiling again.
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.settings.data_path / "torchinductor"))
+        log.info("loading model %s on %s", self.settings.model, self.settings.device)
+        model = load_model(checkpoint_path(self.settings), device=self.settings.device,
+                           dtype=self.settings.dtype, options=engine_options(self.settings))
+        log.info("model loaded on %s", model.device)
+        if self.settings.device == "auto" and model.device.type == "cpu":
+            log.warning("JANUS_DEVICE=auto found no CUDA device: this worker runs on the CPU "
+                        "(set JANUS_DEVICE=cuda to refuse to start without a GPU)")
+        # CUDA graphs (and compiled kernels) of each image batch size, built before the first job.
+        model.engine.warm_up(self.settings.max_batch_images, self.settings.max_batch_answers)
+        return model
+
+    def _load_simulated(self):
+        # Torch is never imported on this path: dozens of simulated workers share one machine.
+        from janus_model.simulated import load_simulated
+
+        model = load_simulated(self.settings.model)
+        log.info("simulated model %s (%s); it sleeps instead of computing", model.spec, model.profile.source)
+        return model
 
     def executor(self, job_types: tuple[str, ...] = ()) -> Executor:
         name = f"{socket.gethostname()}:{os.getpid()}:{self.settings.device}"
