@@ -10,9 +10,15 @@ import sys
 from jobs.settings import QUEUES, Settings, SettingsError, load_settings, redact_url
 
 
+BENCH_MODES = ("--queue", "--api", "--fleet")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"] and not {"--queue", "--api", "--fleet"} & set(argv):
+    if argv[:1] == ["bench"] and not set(BENCH_MODES) & set(argv):
+        if {"-h", "--help"} & set(argv):
+            print(_parser().bench_parser.format_help())  # the other modes, then the model bench's own options
+            print("Without --queue, --api or --fleet, `janusq bench` is the model benchmark:\n")
         return _bench_model(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -85,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     _add_keys_commands(commands)
-    _add_bench_command(commands)
+    parser.bench_parser = _add_bench_command(commands)  # `janusq bench --help` prints it too
     _add_convert_command(commands)
     return parser
 
@@ -131,12 +137,15 @@ def _add_keys_commands(commands) -> None:
     revoke.set_defaults(handler=_keys_revoke)
 
 
-def _add_bench_command(commands) -> None:
+def _add_bench_command(commands) -> argparse.ArgumentParser:
     from janusq import bench_api, bench_fleet, bench_queue
 
     bench = commands.add_parser("bench", help="model benchmark (stock vs engine; see `janusq bench --help`); "
                                               "--queue: dispatch latency and gaps per broker; "
-                                              "--api: submit and poll throughput against bare Flask")
+                                              "--api: submit and poll throughput against bare Flask; "
+                                              "--fleet: a simulated fleet of W workers",
+                                description="Benchmarks. --queue, --api and --fleet pick one; without "
+                                            "them, the model benchmark (its options are listed below).")
     which = bench.add_mutually_exclusive_group()
     which.add_argument("--queue", action="store_true",
                        help="start a worker per broker (embedded, Redis) and time what the queue adds to a job")
@@ -145,11 +154,12 @@ def _add_bench_command(commands) -> None:
                             "settings; submit and poll throughput and latency per client count")
     bench_queue.add_arguments(bench.add_argument_group("--queue options"))
     bench_api.add_arguments(bench.add_argument_group("--api options"))
-    bench.add_argument("--fleet", action="store_true",
+    which.add_argument("--fleet", action="store_true",
                        help="W simulated workers behind the API, PostgreSQL, Redis and S3: a Poisson stream of "
                             "mixed jobs, one JSON line per fleet size (scaling, latency, database, lost/duplicated)")
     bench_fleet.add_arguments(bench.add_argument_group("--fleet options"))
     bench.set_defaults(handler=_bench)
+    return bench
 
 
 def _bench(settings: Settings, args) -> int:
@@ -176,7 +186,7 @@ def _bench_model(argv: list[str]) -> int:
     """
     from janus_model.bench import main as bench_main
 
-    if not any(arg.startswith("--checkpoint") for arg in argv):
+    if not any(arg.startswith("--checkpoint") for arg in argv) and not {"-h", "--help"} & set(argv):
         settings = load_settings(model="tiny")
         prepare_model(settings)
         argv = ["--checkpoint", settings.model_source, *argv]

@@ -48,3 +48,15 @@ def test_gaps_run_from_a_batch_finishing_to_the_next_one_starting():
             _job("c", 2, 55, 90), _job("d", 3, 91, 120),  # then one at a time
             _job("e", 200, 260, 300)]  # submitted after the worker went idle: dispatch, not a gap
     assert [round(gap, 3) for gap in back_to_back_gaps(rows)] == [3.0, 1.0]
+
+
+def test_bench_help_shows_every_mode_and_the_model_benchmarks_options(capsys):
+    import pytest
+
+    from janusq.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert all(option in out for option in ("--queue", "--api", "--fleet", "--images", "--answer-tokens"))
