@@ -16,7 +16,8 @@ from janus_model.engine import DecodeEngine, EngineOptions
 from janus_model.errors import GenerationStopped
 from janus_model.image_decode import codes_to_images_in_chunks
 from janus_model.prompts import DEFAULT_SYSTEM_PROMPT, generation_messages, render, understanding_messages
-from janus_model.requests import AnswerOutcome, AnswerRequest, ImageOutcome, ImageRequest
+from janus_model.requests import (AnswerOutcome, AnswerRequest, ImageOutcome, ImageRequest, check_answer_request,
+                                   check_image_request)
 from janus_model.sampling import row_seed
 from janus_model.text_batch import TextRow
 
@@ -77,8 +78,7 @@ class JanusModel:
         return self.decode_codes(self.generate_image_tokens(prompt, num_images, cfg_weight, temperature, seed, progress))
 
     def _image_prompt(self, request: ImageRequest) -> torch.LongTensor:
-        _check_positive("num_images", request.num_images)
-        _check_not_negative("temperature", request.temperature)
+        check_image_request(request)
         prompt_ids = self.generation_input_ids(request.prompt)[0]
         self._check_fits(len(prompt_ids) + self.image_token_count, "prompt + image tokens")
         return prompt_ids
@@ -121,8 +121,7 @@ class JanusModel:
                                                      progress))
 
     def _text_row(self, request: AnswerRequest) -> TextRow:
-        _check_positive("max_new_tokens", request.max_new_tokens)
-        _check_not_negative("temperature", request.temperature)
+        check_answer_request(request)
         inputs = self.understanding_inputs(request.image, request.question)
         self._check_fits(inputs["input_ids"].shape[1] + request.max_new_tokens, "prompt + max_new_tokens")
         return TextRow(inputs["input_ids"][0], inputs["pixel_values"], request.max_new_tokens,
@@ -173,12 +172,3 @@ def _raise_or_return(outcome):
         raise outcome
     return outcome
 
-
-def _check_positive(name: str, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-
-
-def _check_not_negative(name: str, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0 (0 = greedy), got {value}")

@@ -34,6 +34,27 @@ class AnswerRequest:
     progress: ProgressCallback | None = None
 
 
+def check_image_request(request: ImageRequest) -> None:
+    """The numbers any model refuses, real or simulated; ValueError ends that request alone."""
+    _check_positive("num_images", request.num_images)
+    _check_not_negative("temperature", request.temperature)
+
+
+def check_answer_request(request: AnswerRequest) -> None:
+    _check_positive("max_new_tokens", request.max_new_tokens)
+    _check_not_negative("temperature", request.temperature)
+
+
+def _check_positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def _check_not_negative(name: str, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (0 = greedy), got {value}")
+
+
 # One entry per request: the images / the answer text, or the exception that ended that request.
 ImageOutcome = list[Image.Image] | BaseException
 AnswerOutcome = str | BaseException

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from janus_model.errors import GenerationStopped
+from janus_model.requests import check_answer_request, check_image_request
 from janus_model.simulated_profiles import IMAGE_TOKENS, PROFILES, ROWS_PER_IMAGE, Profile
 
 PREFIX = "simulated:"
@@ -106,8 +107,7 @@ class SimulatedModel:
         return outcomes
 
     def _check_image_request(self, request) -> None:
-        _check_positive("num_images", request.num_images)
-        _check_not_negative("temperature", request.temperature)
+        check_image_request(request)
         if not self.budget.generation_fits(request.prompt):
             raise ValueError("prompt + image tokens do not fit the model's context")
 
@@ -127,8 +127,7 @@ class SimulatedModel:
         return outcomes
 
     def _check_answer_request(self, request) -> None:
-        _check_positive("max_new_tokens", request.max_new_tokens)
-        _check_not_negative("temperature", request.temperature)
+        check_answer_request(request)
         if not self.budget.understanding_fits(request.question, request.max_new_tokens):
             raise ValueError("prompt + max_new_tokens do not fit the model's context")
 
@@ -227,12 +226,3 @@ def _prepare_each(requests: list, check) -> tuple[list, list[int]]:
             outcomes[index] = exc
     return outcomes, live
 
-
-def _check_positive(name: str, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-
-
-def _check_not_negative(name: str, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0 (0 = greedy), got {value}")

@@ -431,7 +431,8 @@ def top_level_imports(module: str) -> set[str]:
 
 
 HEAVY = {"torch", "celery", "sqlalchemy", "flask", "janus_model", "worker", "boto3"}
-TORCH_FREE_MODEL_MODULES = {"janus_model.simulated", "janus_model.simulated_profiles", "janus_model.errors"}
+TORCH_FREE_MODEL_MODULES = {"janus_model.simulated", "janus_model.simulated_profiles", "janus_model.errors",
+                            "janus_model.requests", "janus_model.progress"}
 
 
 @pytest.mark.parametrize("module", ["api.errors", "api.schemas", "api.images", "api.openapi"])
