@@ -39,12 +39,10 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
-from urllib.parse import urlparse
 
 from janusq.bare_flask import BARE_APP, BARE_PATH
 from janusq.bench_queue import percentile
@@ -236,10 +234,11 @@ class ApiStack:
     def _start(self) -> None:
         from janusq.cli import prepare_model
         from janusq.processes import gunicorn_argv, janusq_argv, stop_all
+        from jobs.migrate import scratch_database
 
         prepare_model(self.user_settings)
         folder = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="janusq-bench-api-")))
-        database_url = self._exit.enter_context(fresh_database(self.postgres_url))
+        database_url = self._exit.enter_context(scratch_database(self.postgres_url, "janusq_bench"))
         self.env = self._env(folder, database_url)
         self.settings = load_settings(**{k[len("JANUS_"):].lower(): v for k, v in self.env.items()
                                          if k.startswith("JANUS_")})
@@ -327,26 +326,6 @@ def _answers_200(port: int, path: str) -> bool:
         return False
     finally:
         connection.close()
-
-
-@contextlib.contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new, migrated PostgreSQL database on `server_url`'s server; dropped afterwards."""
-    import psycopg
-
-    from jobs.migrate import upgrade
-
-    name = f"janusq_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    parsed = urlparse(server_url)
-    url = parsed._replace(scheme="postgresql+psycopg", path=f"/{name}").geturl()
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def forget_redis_keys(redis_url: str, key_ids: list[str]) -> None:
