@@ -147,6 +147,7 @@ LOCATION = {
 JOB_LINKS = {
     "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}},
     "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/id"}},
+    "RetryJob": {"operationId": "retryJob", "parameters": {"job_id": "$response.body#/id"}},
 }
 NOT_FOUND = _error("No such job, or another tenant's (code not_found).")
 UNAVAILABLE = _error("The database or queue is unreachable (code unavailable).")
@@ -196,6 +197,26 @@ def _paths() -> dict[str, Any]:
                     ),
                     "404": NOT_FOUND,
                     "409": _error("The job can no longer be canceled (code conflict)."),
+                    "503": UNAVAILABLE,
+                },
+            })
+        },
+        "/v1/jobs/{job_id}/retry": {
+            "post": _guarded({
+                "operationId": "retryJob",
+                "summary": "Retry a failed or canceled job",
+                "description": "A new job with the same input and parameters; a new seed unless the "
+                               "original's seed was given in its request. The new job's retry_of names "
+                               "the original.",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "202": {**_job_response("The new job, queued."), "headers": LOCATION},
+                    "404": NOT_FOUND,
+                    "409": _error("The job is queued, running or succeeded, or its input image is no "
+                                  "longer stored (code conflict)."),
+                    "429": {**_error("Over the key's rate limit (rate_limited) or the tenant's unfinished-jobs "
+                                     "cap (too_many_unfinished_jobs); nothing was created."),
+                            "headers": RETRY_AFTER},
                     "503": UNAVAILABLE,
                 },
             })

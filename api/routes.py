@@ -1,4 +1,4 @@
-"""The /v1/jobs resource: create, read, list, cancel, images."""
+"""The /v1/jobs resource: create, read, list, cancel, retry, images."""
 from __future__ import annotations
 
 import logging
@@ -218,6 +218,44 @@ def cancel_job(job_id: str):
         session.refresh(job)  # the conditional UPDATE bypassed the loaded object
     # 202 while a running job has yet to reach its next checkpoint and stop.
     return jsonify(job_to_dict(job, _root())), 200 if job.status == states.CANCELED else 202
+
+
+@jobs_api.post("/v1/jobs/<job_id>/retry")
+def retry_job(job_id: str):
+    """A new job with the failed or canceled one's input and parameters (a new seed where the
+    service had chosen it), pointing back at it with retry_of."""
+    svc = services()
+    with svc.db.session() as session:
+        original = _require_job(session, job_id)
+    if original.status not in states.RETRYABLE:
+        raise ApiError.of("conflict", f"job is {original.status}; only a failed or canceled job can be retried",
+                          "status")
+    new_id = new_job_id()
+    input_key = _copy_input(svc, original, new_id)
+    try:
+        with svc.db.session() as session:
+            job = service.add_job(session, original.type, service.retry_params(original), job_id=new_id,
+                                  input_key=input_key, owner=g.tenant, retry_of=original.id)
+            limits.check_unfinished_cap(session, g.tenant, svc.settings.max_unfinished_jobs)
+    except limits.TooManyUnfinishedJobs as exc:
+        _forget_input(svc, new_id, input_key)
+        raise _too_many_unfinished(exc.limit) from None
+    _publish(svc, job.id, job.type)
+    return _created(svc, job)
+
+
+def _copy_input(svc: Services, original, new_id: str) -> str | None:
+    """The retry gets its own copy of the input image, so deleting either job keeps the other's."""
+    if not original.input_key:
+        return None
+    try:
+        data = svc.storage.get(original.input_key)
+    except KeyError:
+        raise ApiError.of("conflict", f"job {original.id}'s input image is no longer stored; submit it again",
+                          "input") from None
+    input_key = f"jobs/{new_id}/input"
+    svc.storage.put(input_key, data, "image/png")
+    return input_key
 
 
 @jobs_api.get("/v1/jobs/<job_id>/images/<int:index>")

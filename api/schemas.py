@@ -283,6 +283,7 @@ class ImagesResult(_Out):
 class JobUrls(_Out):
     self: str = Field(description="This job.")
     cancel: str = Field(description="POST here to cancel the job.")
+    retry: str = Field(description="POST here to run a failed or canceled job again, as a new job.")
 
 
 class JobOut(_Out):
@@ -296,6 +297,7 @@ class JobOut(_Out):
     finished_at: datetime | None = None
     metrics: JobMetrics
     attempts: int = Field(0, ge=0, description="Runs started so far; a retried or recovered job has more than 1.")
+    retry_of: str | None = Field(None, description="The job this one retries (POST /v1/jobs/{id}/retry).")
     error: JobErrorOut | None = Field(None, description="Why it failed; on a queued job, why its last attempt "
                                                         "failed before the retry.")
     result: TextResult | ImagesResult | None = None

@@ -27,9 +27,10 @@ def job_to_dict(job: Job, root: str) -> dict:
             "run_seconds": round(job.run_seconds, 3) if job.run_seconds is not None else None,
         },
         "attempts": job.attempts or 0,
+        "retry_of": job.retry_of,
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "result": _result(job, base),
-        "urls": {"self": base, "cancel": f"{base}/cancel"},
+        "urls": {"self": base, "cancel": f"{base}/cancel", "retry": f"{base}/retry"},
     }
 
 

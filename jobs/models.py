@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, false
+from sqlalchemy import false, JSON, Boolean, DateTime, Float, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -64,6 +64,10 @@ class Job(Base):
     # provided the request is the same (request_hash), else the API answers 409.
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # POST /v1/jobs/<id>/retry: the job this one retries, and whether the seed was chosen by the
+    # service (a retry then gets a new one) rather than given by the client (a retry keeps it).
+    retry_of: Mapped[str | None] = mapped_column(String(32))
+    random_seed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Delivery (jobs/states.py, jobs/sweeper.py): a running job's worker renews its lease; a
     # queued job may be claimed from available_at (retry backoff) and was last handed to the
     # broker at published_at (the sweeper publishes again when that gets old).

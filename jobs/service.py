@@ -36,10 +36,11 @@ def request_fingerprint(job_type: str, params: dict, attachment: bytes | None = 
 
 def add_job(session: Session, job_type: str, params: dict, *, job_id: str | None = None,
             input_key: str | None = None, owner: str = LOCAL_OWNER, idempotency_key: str | None = None,
-            request_hash: str | None = None) -> Job:
+            request_hash: str | None = None, retry_of: str | None = None) -> Job:
     now = utcnow()
     job = Job(id=job_id or new_job_id(), owner=owner, type=job_type, status=states.QUEUED,
-              params=fill_seed(params), input_key=input_key, progress=0.0,
+              params=fill_seed(params), random_seed=params.get("seed") is None, retry_of=retry_of,
+              input_key=input_key, progress=0.0,
               cancel_requested=False, attempts=0, idempotency_key=idempotency_key,
               request_hash=request_hash, created_at=now, updated_at=now,
               # Published right after this commit; should that never happen (a crash, the broker
@@ -47,6 +48,11 @@ def add_job(session: Session, job_type: str, params: dict, *, job_id: str | None
               published_at=now)
     session.add(job)
     return job
+
+
+def retry_params(job: Job) -> dict:
+    """The parameters of a retry of `job`: the same, but a new seed where the service chose it."""
+    return {**job.params, "seed": None} if job.random_seed else dict(job.params)
 
 
 def mark_unpublished(session: Session, job_id: str) -> None:

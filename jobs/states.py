@@ -20,6 +20,8 @@ CANCELED = "canceled"
 
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
+# What POST /v1/jobs/<id>/retry accepts: jobs that ended without a result.
+RETRYABLE = frozenset({FAILED, CANCELED})
 
 ALLOWED = {
     QUEUED: frozenset({RUNNING, CANCELED, FAILED}),

@@ -130,7 +130,7 @@ def test_job_out_schema(doc):
                                     "started_at", "finished_at", "metrics", "error", "result", "urls"}
     assert set(job["properties"]["status"]["enum"]) == {"queued", "running", "succeeded", "failed", "canceled"}
     assert job["properties"]["progress"]["minimum"] == 0 and job["properties"]["progress"]["maximum"] == 1
-    assert set(schemas_of(doc)["JobUrls"]["properties"]) == {"self", "cancel"}
+    assert set(schemas_of(doc)["JobUrls"]["properties"]) == {"self", "cancel", "retry"}
     assert set(schemas_of(doc)["ErrorBody"]["properties"]) == {"code", "message", "field"}
 
 

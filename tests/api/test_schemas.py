@@ -398,7 +398,7 @@ def test_job_out_serializes_iso_timestamps_and_results():
         metrics={"queue_seconds": 0.5, "run_seconds": None},
         error=None,
         result={"images": [{"url": "u", "width": 384, "height": 384, "content_type": "image/png"}]},
-        urls={"self": "/v1/jobs/abc", "cancel": "/v1/jobs/abc/cancel"},
+        urls={"self": "/v1/jobs/abc", "cancel": "/v1/jobs/abc/cancel", "retry": "/v1/jobs/abc/retry"},
     )
     dumped = JobList(data=[job], next_cursor=None).model_dump(mode="json")["data"][0]
     assert dumped["created_at"].startswith("2025-01-02T03:04:05")
