@@ -225,7 +225,7 @@ def retry_job(job_id: str):
     """A new job with the failed or canceled one's input and parameters (a new seed where the
     service had chosen it), pointing back at it with retry_of."""
     svc = services()
-    with svc.db.session() as session:
+    with svc.db.read_session() as session:
         original = _require_job(session, job_id)
     if original.status not in states.RETRYABLE:
         raise ApiError.of("conflict", f"job is {original.status}; only a failed or canceled job can be retried",

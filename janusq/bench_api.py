@@ -33,7 +33,6 @@ import contextlib
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from typing import Callable, Iterator
 
 from janusq.bare_flask import BARE_APP, BARE_PATH
 from janusq.bench_queue import percentile
+from janusq.processes import free_port
 from jobs.settings import Settings, load_settings
 
 
@@ -340,8 +340,3 @@ def forget_redis_keys(redis_url: str, key_ids: list[str]) -> None:
     client.delete(*QUEUES, *bindings, *(REDIS_PREFIX + key_id for key_id in key_ids))
     client.close()
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]

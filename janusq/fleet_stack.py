@@ -10,20 +10,20 @@ Every child runs in its own process group and is killed with it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from janusq.processes import janusq_argv
+from janusq.processes import free_port, janusq_argv, listening
+from jobs.migrate import scratch_database
 
 log = logging.getLogger("janusq.bench")
 
@@ -31,11 +31,6 @@ POSTGRES_ADMIN = os.environ.get("JANUS_BENCH_POSTGRES", "postgresql://postgres@1
 DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 BUCKET = "janus-fleet"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -49,18 +44,14 @@ class StackOptions:
 class FleetStack:
     def __init__(self, options: StackOptions, folder: Path):
         self.options, self.folder = options, folder
-        self.db_name = f"janusq_fleet_{uuid.uuid4().hex[:8]}"
+        self.database_url = ""  # a scratch database of this run's, made on entering
+        self._database = contextlib.ExitStack()
         self.redis_port, self.api_port = free_port(), free_port()
         self.s3_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
         self.killed: list[int] = []  # worker pids a fault run SIGKILLed
 
     # -- what the bench reads ------------------------------------------------------------------
-    @property
-    def database_url(self) -> str:
-        base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-        return f"{base}/{self.db_name}"
-
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
@@ -85,11 +76,10 @@ class FleetStack:
     # -- start and stop ------------------------------------------------------------------------
     def __enter__(self) -> "FleetStack":
         try:
-            self._create_database()
+            self.database_url = self._database.enter_context(scratch_database(POSTGRES_ADMIN, "janusq_fleet"))
             self.start_redis()
             if self.options.storage == "s3":
                 self._start_s3()
-            subprocess.run(janusq_argv("migrate"), env=self.env(), check=True, capture_output=True)
             self._spawn("api", janusq_argv("serve"), self.env())
             self._spawn("workers", janusq_argv("worker", "--replicas", str(self.options.workers)),
                         {**self.env(), **self.options.worker_env})
@@ -112,7 +102,7 @@ class FleetStack:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self._drop_database()
+        self._database.close()
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         with open(self.folder / f"{name}.log", "ab") as output:
@@ -124,7 +114,7 @@ class FleetStack:
         # No persistence: a restart loses every queued message, the worst case the sweeper must mend.
         self._spawn("redis", [shutil.which("redis-server") or "redis-server", "--port", str(self.redis_port),
                               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], os.environ.copy())
-        _wait_until(lambda: _port_open(self.redis_port), 10, "redis-server did not start")
+        _wait_until(lambda: listening("127.0.0.1", self.redis_port), 10, "redis-server did not start")
 
     def restart_redis(self, down_seconds: float = 2.0) -> None:
         _kill_group(self.processes.pop("redis"))
@@ -134,7 +124,7 @@ class FleetStack:
     def _start_s3(self) -> None:
         self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
                     {**os.environ, **DUMMY_AWS})
-        _wait_until(lambda: _port_open(self.s3_port), 30, "moto's S3 server did not start")
+        _wait_until(lambda: listening("127.0.0.1", self.s3_port), 30, "moto's S3 server did not start")
         client = self.s3_client()
         client.create_bucket(Bucket=BUCKET)
         client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -154,18 +144,6 @@ class FleetStack:
                 return False
 
         _wait_until(ready, 60, f"the API did not get ready (see {self.folder / 'api.log'})")
-
-    def _create_database(self) -> None:
-        import psycopg
-
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'CREATE DATABASE "{self.db_name}"')
-
-    def _drop_database(self) -> None:
-        import psycopg
-
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
     def admin_connection(self):
         """A plain connection to the bench database, for the statistics views."""
@@ -193,13 +171,6 @@ def _kill_group(process: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
 
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _wait_until(check, timeout: float, message: str) -> None:

@@ -61,6 +61,13 @@ def run_all_in_one(settings: Settings) -> int:
     return 0 if stopping or not failed else 1
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now, for the benchmarks' own servers."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def listening(host: str, port: int) -> bool:
     address = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
     try:

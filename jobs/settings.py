@@ -223,7 +223,9 @@ class Settings(BaseSettings):
     @property
     def is_simulated_model(self) -> bool:
         """`simulated:<profile>`: a model that sleeps instead of computing (janus_model/simulated.py)."""
-        return self.model.startswith("simulated:")
+        from janus_model.simulated import is_simulated  # torch-free
+
+        return is_simulated(self.model)
 
     @property
     def auth_enabled(self) -> bool:
