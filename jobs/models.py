@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import false, JSON, Boolean, DateTime, Float, Index, Integer, String, Text, false
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, SmallInteger, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -68,6 +68,11 @@ class Job(Base):
     # service (a retry then gets a new one) rather than given by the client (a retry keeps it).
     retry_of: Mapped[str | None] = mapped_column(String(32))
     random_seed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Lifecycle (migration 0008): a deadline (queued past it: expired; running: canceled), the
+    # claim priority (0 low, 1 normal, 2 high), and when retention deleted the stored files.
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
+    result_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Delivery (jobs/states.py, jobs/sweeper.py): a running job's worker renews its lease; a
     # queued job may be claimed from available_at (retry backoff) and was last handed to the
     # broker at published_at (the sweeper publishes again when that gets old).
