@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -96,9 +96,21 @@ class Database:
             self._engine = make_engine(self.url, self.pooled, self.pool_size, self.max_overflow)
             self._sessions = sessionmaker(self._engine, expire_on_commit=False)
             # One statement needs no transaction: no BEGIN and COMMIT round trips around it.
-            self._reads = sessionmaker(self._engine.execution_options(isolation_level="AUTOCOMMIT"),
-                                       expire_on_commit=False)
+            self._autocommit_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._reads = sessionmaker(self._autocommit_engine, expire_on_commit=False)
         return self._engine
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.startswith("postgres")
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A Core connection in autocommit mode: each statement its own transaction, with no
+        BEGIN and COMMIT round trips and none of the ORM's per-object work (the hot paths)."""
+        self.engine  # noqa: B018 - create the engine on first use
+        with self._autocommit_engine.connect() as connection:
+            yield connection
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
