@@ -185,8 +185,7 @@ def _publish(svc: Services, job_id: str, job_type: str) -> None:
 @jobs_api.get("/v1/jobs/<job_id>")
 def get_job(job_id: str):
     svc = services()
-    with svc.db.autocommit() as connection:
-        job = service.read_job(connection, job_id, owner=g.tenant)
+    job = service.read_job(svc.db, job_id, owner=g.tenant)
     if job is None:
         raise _no_such_job(job_id)
     return jsonify(job_to_dict(job, _root()))

@@ -50,9 +50,8 @@ def insert_within_cap(db: Database, job: Job, limit: int) -> None:
     """Store `job` (from service.new_job) unless its owner already has `limit` unfinished jobs
     (0: no cap). Raises TooManyUnfinishedJobs, or IntegrityError for a reused idempotency key."""
     if db.is_postgresql:
-        with db.autocommit() as connection:
-            inserted = connection.execute(_INSERT_JOB, {"job": row_json(job), "cap": limit,
-                                                        "unfinished": list(UNFINISHED)}).scalar_one()
+        with db.driver_autocommit() as connection:
+            inserted, = connection.execute(_INSERT_JOB, (row_json(job), limit, list(UNFINISHED))).fetchone()
         if not inserted:
             raise TooManyUnfinishedJobs(job.owner, limit)
         return
@@ -61,7 +60,7 @@ def insert_within_cap(db: Database, job: Job, limit: int) -> None:
         check_unfinished_cap(session, job.owner, limit)
 
 
-_INSERT_JOB = text("SELECT janusq_insert_job(CAST(:job AS jsonb), :cap, :unfinished)")
+_INSERT_JOB = "SELECT janusq_insert_job(%s::jsonb, %s, %s)"
 
 
 def row_json(job: Job) -> str:

@@ -9,10 +9,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, and_, bindparam, or_, select, update
+from psycopg.rows import namedtuple_row
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs import states
+from jobs.db import Database
 from jobs.models import LOCAL_OWNER, Job, new_job_id, utcnow
 
 
@@ -80,12 +82,20 @@ def get_job(session: Session, job_id: str, owner: str = LOCAL_OWNER) -> Job | No
 
 
 _READ_JOB = select(*Job.__table__.columns).where(Job.id == bindparam("job_id"), Job.owner == bindparam("owner"))
+_READ_JOB_SQL = (f"SELECT {', '.join(column.name for column in Job.__table__.columns)} FROM jobs "
+                 "WHERE id = %(job_id)s AND owner = %(owner)s")
 
 
-def read_job(connection: Connection, job_id: str, owner: str = LOCAL_OWNER) -> Row | None:
-    """The job as a plain row (its attributes named as Job's): a poll's read, without the ORM's
-    per-object work, on a Core connection (Database.autocommit)."""
-    return connection.execute(_READ_JOB, {"job_id": job_id, "owner": owner}).one_or_none()
+def read_job(db: Database, job_id: str, owner: str = LOCAL_OWNER):
+    """The job as a plain row (its attributes named as Job's), or None: a poll's read, one
+    autocommit statement without the ORM (and on PostgreSQL through psycopg directly, see
+    Database.driver_autocommit)."""
+    if db.is_postgresql:
+        with db.driver_autocommit() as connection, connection.cursor(row_factory=namedtuple_row) as cursor:
+            cursor.execute(_READ_JOB_SQL, {"job_id": job_id, "owner": owner})
+            return cursor.fetchone()
+    with db.autocommit() as connection:
+        return connection.execute(_READ_JOB, {"job_id": job_id, "owner": owner}).one_or_none()
 
 
 @dataclass(frozen=True)

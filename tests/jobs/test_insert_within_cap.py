@@ -55,3 +55,22 @@ def test_a_reused_idempotency_key_is_an_integrity_error(db):
     with pytest.raises(IntegrityError):
         limits.insert_within_cap(db, service.new_job("generate", {"prompt": "y"}, owner="t",
                                                      idempotency_key="same"), 0)
+
+
+def test_a_polls_read_shows_the_job_as_the_orm_reads_it(db):
+    from api.serialize import job_to_dict
+
+    job = service.new_job("generate", {"prompt": "x", "num_images": 1}, owner="reader")
+    limits.insert_within_cap(db, job, 0)
+    with db.session() as session:
+        assert states.transition(session, job.id, states.RUNNING, worker="w1")
+        assert states.transition(session, job.id, states.SUCCEEDED, result={
+            "images": [{"key": "k", "width": 384, "height": 384, "content_type": "image/png"}],
+            "batch": {"id": "b", "size": 1}})
+    with db.session() as session:
+        expected = job_to_dict(service.get_job(session, job.id, owner="reader"), "http://api")
+    row = service.read_job(db, job.id, owner="reader")
+    assert job_to_dict(row, "http://api") == expected
+    assert expected["status"] == "succeeded" and expected["finished_at"].endswith("Z")
+    # Another tenant's job reads as missing.
+    assert service.read_job(db, job.id, owner="someone-else") is None
