@@ -7,6 +7,7 @@ import time
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy.exc import IntegrityError
 
+from api import webhooks
 from api.auth import authenticate
 from api.errors import ApiError
 from api.images import validate_image
@@ -16,6 +17,7 @@ from api.services import Services, services
 from jobs import limits, service, states
 from jobs.models import new_job_id
 from jobs.queue import BrokerUnavailable
+from jobs.webhooks import outbox
 
 log = logging.getLogger(__name__)
 jobs_api = Blueprint("jobs_api", __name__)
@@ -30,8 +32,11 @@ def create_job():
                                svc.settings.max_prompt_chars)
     _check_fits_model(svc, parsed.request)
     params = {key: value for key, value in parsed.params.items() if key != "type"}
+    webhook = webhooks.for_create(parsed.request, svc.settings.webhook_allow_private)
     key = _idempotency_key()
-    fingerprint = service.request_fingerprint(parsed.type, params, parsed.image_bytes)
+    # A request without a webhook keeps the fingerprint it had before webhooks existed.
+    fingerprinted = {**params, **webhook.fingerprint_fields()} if webhook else params
+    fingerprint = service.request_fingerprint(parsed.type, fingerprinted, parsed.image_bytes)
     if key and (earlier := _earlier_job(svc, key, fingerprint)):
         return _created(svc, earlier, replayed=True)
     job_id = new_job_id()
@@ -46,7 +51,8 @@ def create_job():
         svc.storage.put(input_key, image.png_bytes, "image/png")
         params["image"] = {"width": image.width, "height": image.height, "format": image.format}
     job = service.new_job(parsed.type, params, job_id=job_id, input_key=input_key, owner=g.tenant,
-                          idempotency_key=key, request_hash=fingerprint)
+                          idempotency_key=key, request_hash=fingerprint,
+                          **(webhook.job_fields(_root()) if webhook else {}))
     try:
         # The exact cap check, with the insert (see jobs/limits.py).
         limits.insert_within_cap(svc.db, job, svc.settings.max_unfinished_jobs)
@@ -89,7 +95,7 @@ def _created(svc: Services, job, replayed: bool = False):
     wait = requested_wait(request.headers.get("Prefer"), svc.settings.max_wait_seconds)
     if wait:
         job = _wait_for(svc, job, wait)
-    response = jsonify(job_to_dict(job, _root()))
+    response = jsonify(_job_out(svc, job))
     response.status_code = 200 if job.status in states.TERMINAL else 202
     response.headers["Location"] = job_path(job.id)
     if wait:
@@ -188,7 +194,7 @@ def get_job(job_id: str):
     job = service.read_job(svc.db, job_id, owner=g.tenant)
     if job is None:
         raise _no_such_job(job_id)
-    return jsonify(job_to_dict(job, _root()))
+    return jsonify(_job_out(svc, job))
 
 
 @jobs_api.get("/v1/jobs")
@@ -200,7 +206,9 @@ def list_jobs():
             page = service.list_jobs(session, owner=g.tenant, **filters)
         except service.InvalidCursor as exc:
             raise ApiError.of("validation_error", str(exc), "cursor") from None
-    return jsonify({"data": [job_to_dict(job, _root()) for job in page.jobs], "next_cursor": page.next_cursor})
+    deliveries = outbox.deliveries_of(svc.db, [job.id for job in page.jobs if job.webhook])
+    return jsonify({"data": [job_to_dict(job, _root(), deliveries.get(job.id)) for job in page.jobs],
+                    "next_cursor": page.next_cursor})
 
 
 def _list_filters() -> dict:
@@ -217,7 +225,7 @@ def cancel_job(job_id: str):
             raise ApiError.of("conflict", f"job already {job.status}; nothing to cancel", "status")
         session.refresh(job)  # the conditional UPDATE bypassed the loaded object
     # 202 while a running job has yet to reach its next checkpoint and stop.
-    return jsonify(job_to_dict(job, _root())), 200 if job.status == states.CANCELED else 202
+    return jsonify(_job_out(svc, job)), 200 if job.status == states.CANCELED else 202
 
 
 @jobs_api.post("/v1/jobs/<job_id>/retry")
@@ -233,7 +241,8 @@ def retry_job(job_id: str):
     new_id = new_job_id()
     input_key = _copy_input(svc, original, new_id)
     job = service.new_job(original.type, service.retry_params(original), job_id=new_id,
-                          input_key=input_key, owner=g.tenant, retry_of=original.id)
+                          input_key=input_key, owner=g.tenant, retry_of=original.id,
+                          **webhooks.for_retry(original))
     try:
         limits.insert_within_cap(svc.db, job, svc.settings.max_unfinished_jobs)
     except limits.TooManyUnfinishedJobs as exc:
@@ -285,6 +294,12 @@ def _require_job(session, job_id: str):
 def _no_such_job(job_id: str) -> ApiError:
     # Another tenant's job is answered exactly like a missing one.
     return ApiError.of("not_found", f"no job {job_id}")
+
+
+def _job_out(svc: Services, job) -> dict:
+    """The job as users see it, with its webhook deliveries when it has a webhook (one more read)."""
+    deliveries = outbox.deliveries_of(svc.db, [job.id]).get(job.id) if job.webhook else None
+    return job_to_dict(job, _root(), deliveries)
 
 
 def _root() -> str:
