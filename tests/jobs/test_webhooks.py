@@ -47,7 +47,7 @@ def _run(db, job_id, progress_writes=0):
 
 
 def _deliverer(db, **settings) -> Deliverer:
-    values = {"webhook_allow_private": True, "webhook_timeout": 2, "webhook_retry_backoff": 0.01, **settings}
+    values = {"webhook_allow_private": True, "webhook_timeout": 2, "webhook_retry_backoff": 1, **settings}
     return Deliverer(db, Settings(**values), render=job_to_dict)
 
 
