@@ -1,18 +1,22 @@
 """Retention and deletion of stored files on SQLite and PostgreSQL, local storage and S3 (moto)."""
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from jobs import service, states
 from jobs.models import Job, utcnow
 from jobs.retention import Retention, clean_up_if_deleted, delete_job, expires_at
+from jobs.settings import Settings
 from jobs.storage import open_storage
 from jobs.sweeper import Sweeper
 from tests.jobs.test_sweeper import RecordingPublisher
-from tests.s3server import create_bucket, free_port
+from tests.s3server import create_bucket, free_port, s3_client
 
 DAY = 24 * 3600
 
@@ -117,3 +121,17 @@ def test_a_worker_cleans_up_after_a_job_deleted_while_it_ran(db, storage):
     storage.put(f"jobs/{job_id}/0.png", b"written after the delete", "image/png")
     assert clean_up_if_deleted(db, storage, job_id)
     assert not has_files(storage, job_id)
+
+
+def test_the_readmes_bucket_lifecycle_rule_is_one_s3_accepts(moto_server):
+    """The safety net README documents, applied to a bucket as `aws s3api` would."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("**A bucket lifecycle rule"):]
+    rule = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    bucket = f"janus-{uuid.uuid4().hex[:12]}"
+    create_bucket(moto_server.endpoint_url, bucket)
+    client = s3_client(moto_server.endpoint_url)
+    client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=rule)
+    [stored] = client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert stored["Filter"]["Prefix"] == "results/jobs/" and stored["Status"] == "Enabled"
+    assert stored["Expiration"]["Days"] * DAY > Settings.model_fields["result_ttl"].default
