@@ -15,11 +15,11 @@ from api.errors import ApiError
 from jobs.url_signing import SignatureExpired, SignatureInvalid
 
 IMAGE_ENDPOINT = "jobs_api.get_image"
-SIGNATURE_PARAMS = ("expires", "signature")
 
 
 def is_signed_image_request() -> bool:
-    return request.endpoint == IMAGE_ENDPOINT and any(name in request.args for name in SIGNATURE_PARAMS)
+    """A `signature` makes it one; without it (a stray `expires` too) the request needs the key."""
+    return request.endpoint == IMAGE_ENDPOINT and "signature" in request.args
 
 
 def admit_signed_request(svc) -> None:
@@ -34,5 +34,8 @@ def admit_signed_request(svc) -> None:
 
 
 def image_signer(svc) -> Callable[[str], str] | None:
-    """What signs image paths in job JSON: only with auth on (without it, the plain URL works)."""
-    return svc.url_signer.query if svc.settings.auth_enabled else None
+    """What signs image paths in job JSON: only with auth on (without it, the plain URL works).
+    The key is looked up when the first image is signed, not for jobs without images."""
+    if not svc.settings.auth_enabled:
+        return None
+    return lambda path: svc.url_signer.query(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from urllib.parse import urlencode
@@ -22,6 +23,9 @@ from jobs.db import Database
 from jobs.models import ServiceSecret, utcnow
 
 SIGNING_KEY_NAME = "url_signing_key"
+# Unix seconds, ASCII digits only (str.isdigit takes other scripts' digits) and short enough that
+# int() of anything sent stays cheap.
+EXPIRES = re.compile(r"[0-9]{1,12}")
 
 
 class SignatureInvalid(ValueError):
@@ -43,10 +47,11 @@ class UrlSigner:
 
     def verify(self, path: str, expires: str | None, signature: str | None, now: float | None = None) -> None:
         """Raises SignatureInvalid or SignatureExpired unless (expires, signature) sign `path`, unexpired."""
-        if not expires or not signature or not expires.isdigit():
+        if not signature or not EXPIRES.fullmatch(expires or ""):
             raise SignatureInvalid("the URL's expires or signature is missing or malformed")
         # Compared before the expiry is looked at, so an altered expiry is "invalid", not "expired".
-        if not hmac.compare_digest(self._signature(path, int(expires)), signature):
+        # As bytes: compare_digest refuses str with non-ASCII characters, which anyone can send.
+        if not hmac.compare_digest(self._signature(path, int(expires)).encode(), signature.encode()):
             raise SignatureInvalid("the URL's signature does not match it")
         if int(expires) < (now if now is not None else time.time()):
             raise SignatureExpired("the signed URL has expired")

@@ -58,7 +58,8 @@ def test_an_expired_signature_is_refused(finished):
     assert response.json["error"]["code"] == "signature_expired" and response.json["error"]["field"] == "expires"
 
 
-@pytest.mark.parametrize("tamper", ["signature", "expires", "index", "job", "no signature", "no expires"])
+@pytest.mark.parametrize("tamper", ["signature", "expires", "index", "job", "no expires",
+                                    "non-ascii signature", "non-digit expires", "huge expires"])
 def test_a_tampered_url_is_refused(finished, tamper):
     api, key, job_id = finished
     url = image_url(api, key, job_id)
@@ -71,13 +72,22 @@ def test_a_tampered_url_is_refused(finished, tamper):
         "expires": with_query(url, expires=str(expires + 3600)),  # a longer life
         "index": with_query(url.replace("/images/0", "/images/1")),
         "job": with_query(url.replace(job_id, other_job)),
-        "no signature": with_query(url, signature=None),
         "no expires": with_query(url, expires=None),
+        "non-ascii signature": with_query(url, signature="\u00f3\u000f"),  # schemathesis found a 500 here
+        "non-digit expires": with_query(url, expires="\u0661\u0662"),  # Arabic-Indic digits pass str.isdigit
+        "huge expires": with_query(url, expires="9" * 5000),  # past int()'s digit limit
     }[tamper]
     for headers in ({}, key):  # judged by the signature alone, even with a valid key beside it
         response = api.client.get(tampered, headers=headers)
         assert response.status_code == 403, (tamper, response.json)
         assert response.json["error"]["code"] == "invalid_signature"
+
+
+def test_without_a_signature_the_image_needs_the_key(finished):
+    api, key, job_id = finished
+    unsigned = with_query(image_url(api, key, job_id), signature=None)  # ?expires=... alone
+    assert api.client.get(unsigned).status_code == 401
+    assert api.client.get(unsigned, headers=key).status_code == 200
 
 
 def test_a_signature_opens_only_the_image_route(finished):
