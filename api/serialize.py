@@ -1,7 +1,7 @@
 """The job as users see it (see JobOut in api/schemas.py)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
 from jobs.models import Job
@@ -13,9 +13,10 @@ def job_path(job_id: str) -> str:
 
 
 def job_to_dict(job: Job, root: str, *, result_ttl: int = 0, sign: Callable[[str], str] | None = None) -> dict:
-    """`root` is the absolute URL of the API (no trailing slash), for links users can follow;
-    `result_ttl` the retention setting (for expires_at); `sign` turns an image path into the query
-    string of a signed URL (api/signed_urls.py), when images need one."""
+    """`job`: a Job, or a row with its columns (service.read_job). `root` is the absolute URL of
+    the API (no trailing slash), for links users can follow; `result_ttl` the retention setting
+    (for expires_at); `sign` turns an image path into the query string of a signed URL
+    (api/signed_urls.py), when images need one."""
     base = root + job_path(job.id)
     return {
         "id": job.id,
@@ -63,7 +64,8 @@ def _image_url(root: str, job_id: str, index: int, sign: Callable[[str], str] | 
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+    # In UTC whatever zone the database session hands timestamps back in.
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
