@@ -118,8 +118,10 @@ def _wait_for(svc: Services, job, seconds: int):
     with svc.waits.place() as placed:
         if not placed:
             return job, True
-        svc.waits.wait_until_finished(job.id, seconds)
-    with svc.db.read_session() as session:
+        finished = svc.waits.wait_until_finished(job.id, seconds)
+    if finished is not None:
+        return finished, False
+    with svc.db.read_session() as session:  # still going: as it is now (running, its progress)
         return service.get_job(session, job.id, owner=job.owner), False
 
 

@@ -8,7 +8,8 @@ Two things keep a waiting request cheap:
 - One watcher per process: a thread that asks the database, in one query every
   CHECK_INTERVAL_SECONDS, which of the awaited jobs have finished, and wakes their waiters. A
   waiting request holds no database connection and makes no query of its own until it is woken;
-  with nobody waiting the watcher sleeps and queries nothing.
+  with nobody waiting the watcher sleeps and queries nothing. The check loads the finished jobs
+  whole and hands each to its waiters, so a batch that finishes wakes them without a query each.
 
 Under gunicorn's gevent worker (JANUS_API_WORKER_CLASS=gevent) gunicorn monkey-patches threading,
 time and sockets (psycopg 3 and redis-py cooperate): the watcher is a greenlet and each waiter a
@@ -47,6 +48,7 @@ class WaitRoom:
         self._lock = threading.Lock()
         self._held = 0
         self._waiters: dict[str, set[threading.Event]] = {}
+        self._finished: dict[str, Job] = {}  # handed from the watcher to the waiters it wakes
         self._someone_waits = threading.Event()
         self._watcher_pid: int | None = None
         self._failing = False
@@ -70,21 +72,21 @@ class WaitRoom:
                 with self._lock:
                     self._held -= 1
 
-    def wait_until_finished(self, job_id: str, seconds: float) -> bool:
-        """Parks this thread (or greenlet) until the job is finished (True) or `seconds` pass."""
+    def wait_until_finished(self, job_id: str, seconds: float) -> Job | None:
+        """Parks this thread (or greenlet) until the job is finished (the job, as the watcher
+        read it) or `seconds` pass (None)."""
         woken = threading.Event()
         with self._lock:
             self._waiters.setdefault(job_id, set()).add(woken)
             self._someone_waits.set()  # under the lock: the watcher clears it only under it too
             self._ensure_watcher()
-        try:
-            return woken.wait(seconds)
-        finally:
-            with self._lock:
-                events = self._waiters.get(job_id, set())
-                events.discard(woken)
-                if not events:
-                    self._waiters.pop(job_id, None)
+        woken.wait(seconds)
+        with self._lock:
+            events = self._waiters.get(job_id, set())
+            events.discard(woken)
+            if not events:
+                self._waiters.pop(job_id, None)
+            return self._finished.pop(job_id, None) if not events else self._finished.get(job_id)
 
     def _ensure_watcher(self) -> None:
         # Started by the first wait, in the serving process: a thread started before gunicorn
@@ -114,13 +116,13 @@ class WaitRoom:
                 self._someone_waits.clear()
             return list(self._waiters)
 
-    def _finished_among(self, job_ids: list[str]) -> set[str]:
-        finished: set[str] = set()
+    def _finished_among(self, job_ids: list[str]) -> list[Job]:
+        finished: list[Job] = []
         with self.db.read_session() as session:
             for start in range(0, len(job_ids), IDS_PER_QUERY):
                 chunk = job_ids[start:start + IDS_PER_QUERY]
-                finished.update(session.execute(
-                    select(Job.id).where(Job.id.in_(chunk), Job.status.in_(states.TERMINAL))).scalars())
+                finished.extend(session.execute(
+                    select(Job).where(Job.id.in_(chunk), Job.status.in_(states.TERMINAL))).scalars())
         self.checks += 1
         if self._failing:
             self._failing = False
@@ -136,8 +138,10 @@ class WaitRoom:
             log.log(level, "waits: cannot check the awaited jobs (%s); retrying every %.0f s",
                     reason, RETRY_AFTER_FAILURE_SECONDS)
 
-    def _wake(self, job_ids: set[str]) -> None:
+    def _wake(self, jobs: list[Job]) -> None:
         with self._lock:
-            for job_id in job_ids:
-                for event in self._waiters.get(job_id, ()):
-                    event.set()
+            for job in jobs:
+                if job.id in self._waiters:  # not gone meanwhile (its time ran out)
+                    self._finished[job.id] = job
+                    for event in self._waiters[job.id]:
+                        event.set()

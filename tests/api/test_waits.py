@@ -47,7 +47,7 @@ class Waiting(threading.Thread):
     def __init__(self, room: WaitRoom, job_id: str, seconds: float):
         super().__init__(daemon=True)
         self.room, self.job_id, self.seconds = room, job_id, seconds
-        self.finished: bool | None = None
+        self.finished = "not yet"
 
     def run(self):
         self.finished = self.room.wait_until_finished(self.job_id, self.seconds)
@@ -67,7 +67,7 @@ def test_one_query_per_check_however_many_wait(room, statements):
     assert 0 < len(statements) <= elapsed / INTERVAL + 2
     assert room.checks <= len(statements) <= room.checks + 2  # + the pool's ping of a fresh connection
     assert checkedout <= 1  # the watcher's query at most: no waiter holds a connection
-    assert [waiter.finished for waiter in waiters] == [False] * 40
+    assert [waiter.finished for waiter in waiters] == [None] * 40
 
 
 def test_a_finished_job_wakes_its_waiters_only(room):
@@ -81,15 +81,18 @@ def test_a_finished_job_wakes_its_waiters_only(room):
     waiters[0].join(2)
     waiters[1].join(2)
     assert time.monotonic() - canceled_at < 1.0
-    assert waiters[0].finished is waiters[1].finished is True
+    # Both are handed the finished job as the watcher read it: no query of their own.
+    assert waiters[0].finished.id == waiters[1].finished.id == first
+    assert waiters[0].finished.status == waiters[1].finished.status == "canceled"
     waiters[2].join(2)
-    assert waiters[2].finished is False
+    assert waiters[2].finished is None
+    assert room._finished == {}  # nothing kept for waiters gone
 
 
 def test_a_job_finished_before_the_wait_began_is_seen(room):
     (job_id,) = queued_jobs(room.db, 1)
     cancel(room.db, job_id)
-    assert room.wait_until_finished(job_id, 5) is True
+    assert room.wait_until_finished(job_id, 5).status == "canceled"
 
 
 def test_the_watcher_rests_while_nobody_waits(room, statements):
