@@ -120,8 +120,11 @@ def _wait_for(svc: Services, job, seconds: int):
         finished = svc.waits.wait_until_finished(job.id, seconds)
     if finished is not None:
         return finished, False
-    with svc.db.read_session() as session:  # still going: as it is now (running, its progress)
-        return service.get_job(session, job.id, owner=job.owner), False
+    # Still going: as it is now (running, its progress), read as a poll reads it.
+    current = service.read_job(svc.db, job.id, owner=job.owner)
+    if current is None:  # deleted while the request waited
+        raise _no_such_job(job.id)
+    return current, False
 
 
 def _idempotency_key() -> str | None:
