@@ -39,6 +39,13 @@ class Services:
                             public_endpoint_url=self.settings.s3_public_url)
 
     @cached_property
+    def waits(self):
+        """This process's waiting requests (Prefer: wait): capped, and woken by one watcher."""
+        from api.waits import WaitRoom
+
+        return WaitRoom(self.db, self.settings.waiting_capacity)
+
+    @cached_property
     def key_cache(self):
         from api.auth import KeyCache
 
