@@ -174,6 +174,14 @@ RATE_LIMITED = {
     "headers": RETRY_AFTER,
 }
 OPEN = {"security": []}
+WAIT_HEADERS = {
+    "Preference-Applied": {"description": "`wait=N`: the answer waited (Prefer: wait=N); absent when "
+                                          "no wait was asked for or it was declined.",
+                           "schema": {"type": "string"}},
+    "Retry-After": {"description": "The wait was declined (this API process holds as many as it may): "
+                                   "poll Location after this many seconds.",
+                    "schema": {"type": "integer", "minimum": 1}},
+}
 
 
 def _guarded(operation: dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +282,10 @@ def _create_job() -> dict[str, Any]:
             "With an Idempotency-Key header, a retry of the same request returns the job the "
             "first one created (header Idempotent-Replayed: true) instead of a new one. "
             "With `Prefer: wait=N` the answer waits up to N seconds (at most the server's "
-            "JANUS_MAX_WAIT_SECONDS) for the job to finish: 200 if it did, else 202."
+            "JANUS_MAX_WAIT_SECONDS) for the job to finish: 200 if it did, else 202, with "
+            "Preference-Applied. An API process holding as many waits as it may "
+            "(JANUS_MAX_WAITING_REQUESTS) declines the wait: 202 at once, no Preference-Applied, "
+            "Retry-After: poll Location then."
         ),
         "parameters": [{
             "name": "Idempotency-Key", "in": "header", "required": False,
@@ -298,13 +309,13 @@ def _create_job() -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "Finished within the time asked for with `Prefer: wait=N`.",
-                "headers": LOCATION,
+                "headers": {**LOCATION, "Preference-Applied": WAIT_HEADERS["Preference-Applied"]},
                 "content": _json("JobOut"),
                 "links": JOB_LINKS,
             },
             "202": {
-                "description": "Queued (or still running after the wait asked for).",
-                "headers": LOCATION,
+                "description": "Queued (or still running after the wait asked for, or the wait declined).",
+                "headers": {**LOCATION, **WAIT_HEADERS},
                 "content": _json("JobOut"),
                 "links": JOB_LINKS,
             },

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +20,8 @@ from jobs.queue import BrokerUnavailable
 log = logging.getLogger(__name__)
 jobs_api = Blueprint("jobs_api", __name__)
 jobs_api.before_request(authenticate)  # every route here needs a key when auth is on
-WAIT_POLL_SECONDS = 0.1
+# A declined wait's hint: poll the job's Location after this long.
+DECLINED_WAIT_RETRY_AFTER_SECONDS = 1
 
 
 @jobs_api.post("/v1/jobs")
@@ -88,12 +88,15 @@ def _forget_input(svc: Services, job_id: str, input_key: str | None) -> None:
 def _created(svc: Services, job, replayed: bool = False):
     """202 with the job; with `Prefer: wait=N`, 200 if it finished within N seconds."""
     wait = requested_wait(request.headers.get("Prefer"), svc.settings.max_wait_seconds)
-    if wait:
-        job = _wait_for(svc, job, wait)
+    declined = False
+    if wait and job.status not in states.TERMINAL:
+        job, declined = _wait_for(svc, job, wait)
     response = jsonify(_job_out(job))
     response.status_code = 200 if job.status in states.TERMINAL else 202
     response.headers["Location"] = job_path(job.id)
-    if wait:
+    if declined:  # no Preference-Applied: the client polls Location instead
+        response.headers["Retry-After"] = str(DECLINED_WAIT_RETRY_AFTER_SECONDS)
+    elif wait:
         response.headers["Preference-Applied"] = f"wait={wait}"
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -110,12 +113,19 @@ def requested_wait(prefer: str | None, limit: int) -> int:
 
 
 def _wait_for(svc: Services, job, seconds: int):
-    deadline = time.monotonic() + seconds
-    while job.status not in states.TERMINAL and time.monotonic() < deadline:
-        time.sleep(WAIT_POLL_SECONDS)
-        with svc.db.session() as session:
-            job = service.get_job(session, job.id, owner=job.owner)
-    return job
+    """(the job once finished or after `seconds`, False), or at once (job, True) when this
+    process already holds as many waiting requests as it may (api/waits.py)."""
+    with svc.waits.place() as placed:
+        if not placed:
+            return job, True
+        finished = svc.waits.wait_until_finished(job.id, seconds)
+    if finished is not None:
+        return finished, False
+    # Still going: as it is now (running, its progress), read as a poll reads it.
+    current = service.read_job(svc.db, job.id, owner=job.owner)
+    if current is None:  # deleted while the request waited
+        raise _no_such_job(job.id)
+    return current, False
 
 
 def _idempotency_key() -> str | None:

@@ -46,6 +46,13 @@ class Services:
         return UrlSigner(signing_key(self.settings.url_signing_key, self.db), self.settings.url_ttl)
 
     @cached_property
+    def waits(self):
+        """This process's waiting requests (Prefer: wait): capped, and woken by one watcher."""
+        from api.waits import WaitRoom
+
+        return WaitRoom(self.db, self.settings.waiting_capacity)
+
+    @cached_property
     def key_cache(self):
         from api.auth import KeyCache
 

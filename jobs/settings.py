@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1, le=64)
     api_threads: int = Field(default=8, ge=1, le=256)
+    # gunicorn's worker class. gthread: a thread per request in flight, so a request held open
+    # (Prefer: wait) holds one of api_threads; gevent: a greenlet per request, so held requests
+    # cost memory rather than threads (README, "Waiting without starving the API").
+    api_worker_class: Literal["gthread", "gevent"] = "gthread"
+    # gevent only: requests one API process serves at once (gunicorn's --worker-connections).
+    api_connections: int = Field(default=1000, ge=10, le=100_000)
+    # Requests one API process holds open waiting for a job; a wait beyond them is declined at
+    # once (202, no Preference-Applied). None: half the threads (gthread) or of the connections
+    # (gevent), so the other routes always keep the rest.
+    max_waiting_requests: int | None = Field(default=None, ge=0, le=100_000)
     # Longest a client may ask POST /v1/jobs to wait for the result (Prefer: wait=N).
     max_wait_seconds: int = Field(default=60, ge=0, le=600)
 
@@ -212,6 +222,13 @@ class Settings(BaseSettings):
     def api_db_pool_size(self) -> int:
         """Connections an API process keeps open: one per gunicorn thread unless set."""
         return self.db_pool_size or self.api_threads
+
+    @property
+    def waiting_capacity(self) -> int:
+        """Requests an API process may hold open waiting (api/waits.py)."""
+        if self.max_waiting_requests is not None:
+            return self.max_waiting_requests
+        return max(1, (self.api_threads if self.api_worker_class == "gthread" else self.api_connections) // 2)
 
     @property
     def database_label(self) -> str:
