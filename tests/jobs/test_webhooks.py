@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from api.serialize import job_to_dict
+from api.webhook_body import body_renderer
 from jobs import service, states
 from jobs.models import WebhookDelivery, utcnow
 from jobs.settings import Settings
@@ -48,7 +48,7 @@ def _run(db, job_id, progress_writes=0):
 
 def _deliverer(db, **settings) -> Deliverer:
     values = {"webhook_allow_private": True, "webhook_timeout": 2, "webhook_retry_backoff": 1, **settings}
-    return Deliverer(db, Settings(**values), render=job_to_dict)
+    return Deliverer(db, Settings(**values), render=body_renderer(Settings(**values), db))
 
 
 def _send_all(deliverer: Deliverer, later: float = 0.0) -> int:
@@ -135,11 +135,27 @@ def test_delivered_signed_with_the_job_as_get_shows_it(db):
     assert readme_verifier()(secret, request.headers, request.body)
     Webhook(secret).verify(request.body, request.headers)
     assert request.path == "/hooks/janus?token=t1" and request.headers["content-type"] == "application/json"
-    assert request.json == job_to_dict(job, ROOT)
-    assert request.json["urls"]["self"] == f"{ROOT}/v1/jobs/{job_id}"
+    assert request.json == body_renderer(Settings(), db)(job, ROOT)  # the job as GET shows it
+    assert request.json["urls"]["self"] == f"{ROOT}/v1/jobs/{job_id}" and request.json["expires_at"]
     [row] = _deliveries(db, job_id)
     assert (row.status, row.attempts, row.status_code, row.last_error) == ("delivered", 1, 200, None)
     assert request.id == row.id
+
+
+def test_with_auth_on_image_urls_are_signed_for_the_receiver(db):
+    from jobs.url_signing import UrlSigner
+
+    with Receiver() as receiver:
+        job_id = _job(db, url=receiver.url)
+        with db.session() as session:
+            assert states.claim(session, job_id, "w1")
+            image = {"key": f"jobs/{job_id}/0.png", "width": 384, "height": 384, "content_type": "image/png"}
+            assert states.transition(session, job_id, states.SUCCEEDED, result={"images": [image]})
+        _send_all(_deliverer(db, auth="on", host="0.0.0.0", url_signing_key="k" * 32))
+    url = receiver.received[0].json["result"]["images"][0]["url"]
+    path, _, query = url.removeprefix(ROOT).partition("?")
+    fields = dict(item.split("=", 1) for item in query.split("&"))
+    UrlSigner(b"k" * 32, 900).verify(path, fields["expires"], fields["signature"])  # raises if not
 
 
 def test_a_failed_attempt_is_retried_with_the_same_id(db):
