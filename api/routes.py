@@ -7,6 +7,7 @@ import time
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy.exc import IntegrityError
 
+from api import scheduling
 from api.auth import authenticate
 from api.errors import ApiError
 from api.images import validate_image
@@ -30,8 +31,10 @@ def create_job():
                                svc.settings.max_prompt_chars)
     _check_fits_model(svc, parsed.request)
     params = {key: value for key, value in parsed.params.items() if key != "type"}
+    plan = scheduling.for_create(parsed.request, request.headers.get(scheduling.CANCEL_AFTER))
     key = _idempotency_key()
-    fingerprint = service.request_fingerprint(parsed.type, params, parsed.image_bytes)
+    fingerprint = service.request_fingerprint(parsed.type, {**params, **plan.fingerprint_fields()},
+                                              parsed.image_bytes)
     if key and (earlier := _earlier_job(svc, key, fingerprint)):
         return _created(svc, earlier, replayed=True)
     job_id = new_job_id()
@@ -48,7 +51,8 @@ def create_job():
     try:
         with svc.db.session() as session:
             job = service.add_job(session, parsed.type, params, job_id=job_id, input_key=input_key,
-                                  owner=g.tenant, idempotency_key=key, request_hash=fingerprint)
+                                  owner=g.tenant, idempotency_key=key, request_hash=fingerprint,
+                                  priority=plan.priority, deadline_seconds=plan.deadline_seconds)
             # The exact check, in the inserting transaction (see jobs/limits.py).
             limits.check_unfinished_cap(session, g.tenant, svc.settings.max_unfinished_jobs)
     except IntegrityError:  # the same key committed by a concurrent request first
@@ -222,20 +226,22 @@ def cancel_job(job_id: str):
 
 @jobs_api.post("/v1/jobs/<job_id>/retry")
 def retry_job(job_id: str):
-    """A new job with the failed or canceled one's input and parameters (a new seed where the
-    service had chosen it), pointing back at it with retry_of."""
+    """A new job with the failed, canceled or expired one's input, parameters, priority and deadline
+    length (a new seed where the service had chosen it), pointing back at it with retry_of."""
     svc = services()
     with svc.db.read_session() as session:
         original = _require_job(session, job_id)
     if original.status not in states.RETRYABLE:
-        raise ApiError.of("conflict", f"job is {original.status}; only a failed or canceled job can be retried",
-                          "status")
+        raise ApiError.of("conflict", f"job is {original.status}; only a failed, canceled or expired job can be "
+                                      "retried", "status")
+    plan = scheduling.for_retry(original, request.headers.get(scheduling.CANCEL_AFTER))
     new_id = new_job_id()
     input_key = _copy_input(svc, original, new_id)
     try:
         with svc.db.session() as session:
             job = service.add_job(session, original.type, service.retry_params(original), job_id=new_id,
-                                  input_key=input_key, owner=g.tenant, retry_of=original.id)
+                                  input_key=input_key, owner=g.tenant, retry_of=original.id,
+                                  priority=plan.priority, deadline_seconds=plan.deadline_seconds)
             limits.check_unfinished_cap(session, g.tenant, svc.settings.max_unfinished_jobs)
     except limits.TooManyUnfinishedJobs as exc:
         _forget_input(svc, new_id, input_key)

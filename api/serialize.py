@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from jobs.lifecycle import priority_name
 from jobs.models import Job
 
 
@@ -28,6 +29,8 @@ def job_to_dict(job: Job, root: str) -> dict:
         },
         "attempts": job.attempts or 0,
         "retry_of": job.retry_of,
+        "priority": priority_name(job.priority),
+        "deadline_at": _iso(job.deadline_at),
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "result": _result(job, base),
         "urls": {"self": base, "cancel": f"{base}/cancel", "retry": f"{base}/retry"},

@@ -7,12 +7,12 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from jobs import states
+from jobs import lifecycle, states
 from jobs.models import LOCAL_OWNER, Job, new_job_id, utcnow
 
 
@@ -36,13 +36,15 @@ def request_fingerprint(job_type: str, params: dict, attachment: bytes | None = 
 
 def add_job(session: Session, job_type: str, params: dict, *, job_id: str | None = None,
             input_key: str | None = None, owner: str = LOCAL_OWNER, idempotency_key: str | None = None,
-            request_hash: str | None = None, retry_of: str | None = None) -> Job:
+            request_hash: str | None = None, retry_of: str | None = None, priority: int = lifecycle.NORMAL,
+            deadline_seconds: int | None = None) -> Job:
     now = utcnow()
     job = Job(id=job_id or new_job_id(), owner=owner, type=job_type, status=states.QUEUED,
               params=fill_seed(params), random_seed=params.get("seed") is None, retry_of=retry_of,
               input_key=input_key, progress=0.0,
               cancel_requested=False, attempts=0, idempotency_key=idempotency_key,
-              request_hash=request_hash, created_at=now, updated_at=now,
+              request_hash=request_hash, created_at=now, updated_at=now, priority=priority,
+              deadline_at=now + timedelta(seconds=deadline_seconds) if deadline_seconds else None,
               # Published right after this commit; should that never happen (a crash, the broker
               # down), the sweeper publishes the job once this is requeue_after old.
               published_at=now)

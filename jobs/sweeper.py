@@ -5,7 +5,8 @@ any number of workers can run the loop and one sweeps):
 - takes back each running job whose lease expired (its worker died, or hangs without renewing):
   queued again for another attempt, or failed with `attempts_exhausted` after `max_attempts`;
 - publishes again each claimable queued job whose last publish is older than `requeue_after`
-  (a lost message: a crash between commit and publish, a broker restart, a dropped message).
+  (a lost message: a crash between commit and publish, a broker restart, a dropped message);
+- marks `expired` each queued job whose deadline passed (no worker claims those).
 Duplicate messages are harmless: a job is claimed by one conditional UPDATE, so the extra
 message finds it taken and is dropped.
 """
@@ -36,6 +37,7 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     exhausted: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
 
 
 class Sweeper:
@@ -48,6 +50,7 @@ class Sweeper:
         report = SweepReport()
         with self.db.session() as session:
             self._take_back_expired(session, now, report)
+            report.expired = states.expire_overdue(session, now, BATCH)
             to_publish = self._stale_queued(session, now)
         for job_id, job_type in to_publish:
             try:
@@ -56,9 +59,10 @@ class Sweeper:
             except Exception as exc:  # noqa: BLE001 - the broker is down: the next sweep tries again
                 log.warning("sweeper could not publish job %s: %s", job_id, exc)
                 break
-        if report.requeued or report.exhausted or report.published:
-            log.info("sweep: %d requeued (lease expired), %d failed (attempts exhausted), %d published",
-                     len(report.requeued), len(report.exhausted), len(report.published))
+        if report.requeued or report.exhausted or report.published or report.expired:
+            log.info("sweep: %d requeued (lease expired), %d failed (attempts exhausted), %d published, "
+                     "%d expired (deadline passed while queued)", len(report.requeued), len(report.exhausted),
+                     len(report.published), len(report.expired))
         return report
 
     def _take_back_expired(self, session: Session, now: datetime, report: SweepReport) -> None:
