@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+TERMINAL = {"succeeded", "failed", "canceled", "expired"}
 
 
 def tiny_png(size: int = 16) -> bytes:
