@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,10 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="janusq-fair-"))
     model = f"simulated:{args.profile}" + (f"?scale={args.scale:g}" if args.scale != 1 else "")
-    with TenantStack(StackOptions(workers=args.workers, model=model, storage="local"), folder) as stack:
+    options = StackOptions(workers=args.workers, model=model, storage="local",
+                           worker_env={"JANUS_MAX_BATCH_IMAGES": str(args.batch_images)})
+    with TenantStack(options, folder) as stack:
         figures = run(stack, args)
     shutil.rmtree(folder)  # kept when the run fails: the processes' logs are there
-    figures.update(workers=args.workers, model=model, burst=args.burst, num_images=args.num_images)
+    figures.update(workers=args.workers, model=model, burst=args.burst, num_images=args.num_images,
+                   batch_images=args.batch_images)
     print(json.dumps(figures) if args.json else "\n".join(f"{name}: {value}" for name, value in figures.items()))
     return 0
 
@@ -81,8 +85,11 @@ def _key(db: Database, tenant: str) -> str:
 def _submit(api_url: str, key: str, body: dict) -> str:
     request = urllib.request.Request(f"{api_url}/v1/jobs", data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())["id"]
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())["id"]
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"the API refused a submit: {exc.code} {exc.read().decode(errors='replace')[:300]}") from None
 
 
 def _wait_started(db: Database, job_id: str, timeout: float) -> Job:
@@ -115,7 +122,9 @@ def _figures(db: Database, b: Job, workers: int) -> dict:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--burst", type=int, default=500, help="tenant A's jobs, submitted at once")
-    parser.add_argument("--num-images", type=int, default=4, help="images per job (a batch holds 32)")
+    parser.add_argument("--num-images", type=int, default=4, choices=range(1, 17), metavar="1-16",
+                        help="images per job")
+    parser.add_argument("--batch-images", type=int, default=32, help="images per batch (JANUS_MAX_BATCH_IMAGES)")
     parser.add_argument("--workers", type=int, default=1, help="simulated workers")
     parser.add_argument("--profile", default="h200-janus-pro-7b", help="the simulated model's profile")
     parser.add_argument("--scale", type=float, default=1.0, help="stretch the simulated model's time")
