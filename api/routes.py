@@ -48,13 +48,12 @@ def create_job():
         # Stored before the row exists: a worker never sees a job without its input.
         svc.storage.put(input_key, image.png_bytes, "image/png")
         params["image"] = {"width": image.width, "height": image.height, "format": image.format}
+    job = service.new_job(parsed.type, params, job_id=job_id, input_key=input_key, owner=g.tenant,
+                          idempotency_key=key, request_hash=fingerprint, priority=plan.priority,
+                          deadline_seconds=plan.deadline_seconds)
     try:
-        with svc.db.session() as session:
-            job = service.add_job(session, parsed.type, params, job_id=job_id, input_key=input_key,
-                                  owner=g.tenant, idempotency_key=key, request_hash=fingerprint,
-                                  priority=plan.priority, deadline_seconds=plan.deadline_seconds)
-            # The exact check, in the inserting transaction (see jobs/limits.py).
-            limits.check_unfinished_cap(session, g.tenant, svc.settings.max_unfinished_jobs)
+        # The exact cap check, with the insert (see jobs/limits.py).
+        limits.insert_within_cap(svc.db, job, svc.settings.max_unfinished_jobs)
     except IntegrityError:  # the same key committed by a concurrent request first
         _forget_input(svc, job_id, input_key)
         return _created(svc, _earlier_job(svc, key, fingerprint), replayed=True)
@@ -190,8 +189,9 @@ def _publish(svc: Services, job_id: str, job_type: str) -> None:
 @jobs_api.get("/v1/jobs/<job_id>")
 def get_job(job_id: str):
     svc = services()
-    with svc.db.read_session() as session:
-        job = _require_job(session, job_id)
+    job = service.read_job(svc.db, job_id, owner=g.tenant)
+    if job is None:
+        raise _no_such_job(job_id)
     return jsonify(job_to_dict(job, _root()))
 
 
@@ -237,12 +237,11 @@ def retry_job(job_id: str):
     plan = scheduling.for_retry(original, request.headers.get(scheduling.CANCEL_AFTER))
     new_id = new_job_id()
     input_key = _copy_input(svc, original, new_id)
+    job = service.new_job(original.type, service.retry_params(original), job_id=new_id,
+                          input_key=input_key, owner=g.tenant, retry_of=original.id, priority=plan.priority,
+                          deadline_seconds=plan.deadline_seconds)
     try:
-        with svc.db.session() as session:
-            job = service.add_job(session, original.type, service.retry_params(original), job_id=new_id,
-                                  input_key=input_key, owner=g.tenant, retry_of=original.id,
-                                  priority=plan.priority, deadline_seconds=plan.deadline_seconds)
-            limits.check_unfinished_cap(session, g.tenant, svc.settings.max_unfinished_jobs)
+        limits.insert_within_cap(svc.db, job, svc.settings.max_unfinished_jobs)
     except limits.TooManyUnfinishedJobs as exc:
         _forget_input(svc, new_id, input_key)
         raise _too_many_unfinished(exc.limit) from None
@@ -283,11 +282,15 @@ def get_image(job_id: str, index: int):
 
 
 def _require_job(session, job_id: str):
-    # Another tenant's job is answered exactly like a missing one.
     job = service.get_job(session, job_id, owner=g.tenant)
     if job is None:
-        raise ApiError.of("not_found", f"no job {job_id}")
+        raise _no_such_job(job_id)
     return job
+
+
+def _no_such_job(job_id: str) -> ApiError:
+    # Another tenant's job is answered exactly like a missing one.
+    return ApiError.of("not_found", f"no job {job_id}")
 
 
 def _root() -> str:

@@ -1,7 +1,7 @@
 """The job as users see it (see JobOut in api/schemas.py)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from jobs.lifecycle import priority_name
 from jobs.models import Job
@@ -12,7 +12,8 @@ def job_path(job_id: str) -> str:
 
 
 def job_to_dict(job: Job, root: str) -> dict:
-    """`root` is the absolute URL of the API (no trailing slash), for links users can follow."""
+    """`job`: a Job, or a row with its columns (service.read_job). `root` is the absolute URL of
+    the API (no trailing slash), for links users can follow."""
     base = root + job_path(job.id)
     return {
         "id": job.id,
@@ -55,7 +56,8 @@ def _result(job: Job, base: str) -> dict | None:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+    # In UTC whatever zone the database session hands timestamps back in.
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:

@@ -27,6 +27,23 @@ class PromptBudget:
         self.context_length = context_length
         self.image_token_count = image_token_count
         self.use_default_system_prompt = use_default_system_prompt
+        self._generation_bound = self._bound_without_counting(self.generation_prompt_tokens, generation_messages)
+        self._understanding_bound = self._bound_without_counting(self.understanding_prompt_tokens,
+                                                                 understanding_messages)
+
+    def _bound_without_counting(self, count, messages) -> int | None:
+        """Tokens that a prompt of B UTF-8 bytes can add at most, minus B (None: no such bound).
+
+        Every ordinary token covers at least one byte, so the text inserted into the template
+        adds at most its bytes, plus the bytes of the template's ordinary text around it (whose
+        tokens may merge differently once it is there), plus a token where the tokenizer starts
+        a segment. An exact count (tokenizer and chat template: most of a submit's prompt check)
+        is then needed only for prompts near the limit. Only for templates that insert the text
+        once, verbatim."""
+        empty = render(self.tokenizer, messages(""))
+        if len(render(self.tokenizer, messages("abcdefg")).encode()) - len(empty.encode()) != 7:
+            return None
+        return count("") + len(empty.encode()) + 2
 
     @classmethod
     def from_checkpoint(cls, source: str) -> "PromptBudget":
@@ -81,10 +98,13 @@ class PromptBudget:
         return self._count(text.replace(self.tokenizer.image_token, one_image))
 
     def generation_fits(self, prompt: str) -> bool:
-        return self.generation_prompt_tokens(prompt) + self.image_token_count <= self.context_length
+        room = self.context_length - self.image_token_count
+        return _surely_under(self._generation_bound, prompt, room) or self.generation_prompt_tokens(prompt) <= room
 
     def understanding_fits(self, question: str, max_new_tokens: int) -> bool:
-        return self.understanding_prompt_tokens(question) + max_new_tokens <= self.context_length
+        room = self.context_length - max_new_tokens
+        return (_surely_under(self._understanding_bound, question, room)
+                or self.understanding_prompt_tokens(question) <= room)
 
     def reserved_tokens_in(self, text: str) -> list[str]:
         """Special tokens written out in user text; they would be read as markup, not words."""
@@ -93,6 +113,10 @@ class PromptBudget:
     def _count(self, text: str) -> int:
         # verbose=False: an over-long prompt is an answer here (False), not something to log.
         return len(self.tokenizer(text, verbose=False)["input_ids"])
+
+
+def _surely_under(bound: int | None, text: str, room: int) -> bool:
+    return bound is not None and bound + len(text.encode()) <= room
 
 
 def _original_image_tokens(source: str) -> int:

@@ -6,8 +6,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -96,9 +96,46 @@ class Database:
             self._engine = make_engine(self.url, self.pooled, self.pool_size, self.max_overflow)
             self._sessions = sessionmaker(self._engine, expire_on_commit=False)
             # One statement needs no transaction: no BEGIN and COMMIT round trips around it.
-            self._reads = sessionmaker(self._engine.execution_options(isolation_level="AUTOCOMMIT"),
-                                       expire_on_commit=False)
+            self._autocommit_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._reads = sessionmaker(self._autocommit_engine, expire_on_commit=False)
         return self._engine
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.startswith("postgres")
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A Core connection in autocommit mode: each statement its own transaction, with no
+        BEGIN and COMMIT round trips and none of the ORM's per-object work (the hot paths)."""
+        self.engine  # noqa: B018 - create the engine on first use
+        with self._autocommit_engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def driver_autocommit(self):
+        """PostgreSQL only: a pooled connection's psycopg connection itself, in autocommit mode.
+
+        For the API's two hottest statements (a poll's read, a submit's insert): SQLAlchemy's
+        execution around a statement costs about twice the statement's own client-side work.
+        psycopg's errors are re-raised as SQLAlchemy's (IntegrityError, OperationalError, ...),
+        so callers and the API's error handlers see one family; a broken connection is dropped
+        from the pool rather than handed out again."""
+        import psycopg
+
+        proxy = self.engine.raw_connection()
+        connection = proxy.driver_connection
+        try:
+            connection.autocommit = True
+            yield connection
+        except psycopg.Error as exc:
+            if connection.broken or connection.closed:
+                proxy.invalidate()
+            raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+        finally:
+            if not (connection.broken or connection.closed):
+                connection.autocommit = False
+            proxy.close()
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:

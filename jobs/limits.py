@@ -1,17 +1,22 @@
 """Per-tenant cap on unfinished (queued + running) jobs, exact under concurrent creates.
 
-`check_unfinished_cap` runs in the transaction that inserts the new job, after the insert:
-on PostgreSQL it first takes a transaction-scoped advisory lock for the tenant, so tenants'
-creates are counted one after another; on SQLite the insert already holds the database's
-single write lock until commit. Either way each count sees every job committed before it plus
-its own, so concurrent requests cannot together overshoot the cap.
+`insert_within_cap` stores a new job only while its tenant is under the cap. On PostgreSQL one
+statement does it (the function of migration 0009): it takes a transaction-scoped advisory lock
+for the tenant, so a tenant's creates are counted one after another, then counts and inserts.
+On SQLite the job is inserted first, which takes the database's single write lock until commit,
+then counted (`check_unfinished_cap`). Either way each count sees every job committed before it,
+so concurrent requests cannot together overshoot the cap.
 """
 from __future__ import annotations
+
+import json
+from datetime import datetime
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from jobs import states
+from jobs.db import Database
 from jobs.models import Job
 
 UNFINISHED = (states.QUEUED, states.RUNNING)
@@ -39,3 +44,32 @@ def check_unfinished_cap(session: Session, owner: str, limit: int) -> None:
                         {"name": f"janusq:unfinished:{owner}"})
     if count_unfinished(session, owner) > limit:
         raise TooManyUnfinishedJobs(owner, limit)
+
+
+def insert_within_cap(db: Database, job: Job, limit: int) -> None:
+    """Store `job` (from service.new_job) unless its owner already has `limit` unfinished jobs
+    (0: no cap). Raises TooManyUnfinishedJobs, or IntegrityError for a reused idempotency key."""
+    if db.is_postgresql:
+        with db.driver_autocommit() as connection:
+            inserted, = connection.execute(_INSERT_JOB, (row_json(job), limit, list(UNFINISHED))).fetchone()
+        if not inserted:
+            raise TooManyUnfinishedJobs(job.owner, limit)
+        return
+    with db.session() as session:
+        session.add(job)
+        check_unfinished_cap(session, job.owner, limit)
+
+
+_INSERT_JOB = "SELECT janusq_insert_job(%s::jsonb, %s, %s)"
+
+
+def row_json(job: Job) -> str:
+    """Every column of `job` as one JSON object, the form janusq_insert_job reads. A column left
+    unset takes the model's default; the database's own defaults do not apply to this insert."""
+    row = {}
+    for column in Job.__table__.columns:
+        value = getattr(job, column.key)
+        if value is None and column.default is not None and column.default.is_scalar:
+            value = column.default.arg
+        row[column.name] = value.isoformat() if isinstance(value, datetime) else value
+    return json.dumps(row)

@@ -9,10 +9,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from psycopg.rows import namedtuple_row
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs import lifecycle, states
+from jobs.db import Database
 from jobs.models import LOCAL_OWNER, Job, new_job_id, utcnow
 
 
@@ -34,22 +36,30 @@ def request_fingerprint(job_type: str, params: dict, attachment: bytes | None = 
     return digest.hexdigest()
 
 
-def add_job(session: Session, job_type: str, params: dict, *, job_id: str | None = None,
-            input_key: str | None = None, owner: str = LOCAL_OWNER, idempotency_key: str | None = None,
-            request_hash: str | None = None, retry_of: str | None = None, priority: int = lifecycle.NORMAL,
-            deadline_seconds: int | None = None) -> Job:
-    now = utcnow()
-    job = Job(id=job_id or new_job_id(), owner=owner, type=job_type, status=states.QUEUED,
-              params=fill_seed(params), random_seed=params.get("seed") is None, retry_of=retry_of,
-              input_key=input_key, progress=0.0,
-              cancel_requested=False, attempts=0, idempotency_key=idempotency_key,
-              request_hash=request_hash, created_at=now, updated_at=now, priority=priority,
-              deadline_at=now + timedelta(seconds=deadline_seconds) if deadline_seconds else None,
-              # Published right after this commit; should that never happen (a crash, the broker
-              # down), the sweeper publishes the job once this is requeue_after old.
-              published_at=now)
+def add_job(session: Session, job_type: str, params: dict, **fields) -> Job:
+    """Add a new queued job to `session` (see `new_job` for the fields)."""
+    job = new_job(job_type, params, **fields)
     session.add(job)
     return job
+
+
+def new_job(job_type: str, params: dict, *, job_id: str | None = None, input_key: str | None = None,
+            owner: str = LOCAL_OWNER, idempotency_key: str | None = None, request_hash: str | None = None,
+            retry_of: str | None = None, priority: int = lifecycle.NORMAL, deadline_seconds: int | None = None) -> Job:
+    """A new queued job, not yet stored: the API inserts it with limits.insert_within_cap.
+
+    Every column is given a value here, none left to the database: the PostgreSQL insert sends
+    the whole row (jobs/limits.py)."""
+    now = utcnow()
+    return Job(id=job_id or new_job_id(), owner=owner, type=job_type, status=states.QUEUED,
+               params=fill_seed(params), random_seed=params.get("seed") is None, retry_of=retry_of,
+               input_key=input_key, progress=0.0,
+               cancel_requested=False, attempts=0, idempotency_key=idempotency_key,
+               request_hash=request_hash, created_at=now, updated_at=now, priority=priority,
+               deadline_at=now + timedelta(seconds=deadline_seconds) if deadline_seconds else None,
+               # Published right after this commit; should that never happen (a crash, the broker
+               # down), the sweeper publishes the job once this is requeue_after old.
+               published_at=now)
 
 
 def retry_params(job: Job) -> dict:
@@ -70,6 +80,23 @@ def find_by_idempotency_key(session: Session, key: str, owner: str = LOCAL_OWNER
 
 def get_job(session: Session, job_id: str, owner: str = LOCAL_OWNER) -> Job | None:
     return session.execute(select(Job).where(Job.id == job_id, Job.owner == owner)).scalar_one_or_none()
+
+
+_READ_JOB = select(*Job.__table__.columns).where(Job.id == bindparam("job_id"), Job.owner == bindparam("owner"))
+_READ_JOB_SQL = (f"SELECT {', '.join(column.name for column in Job.__table__.columns)} FROM jobs "
+                 "WHERE id = %(job_id)s AND owner = %(owner)s")
+
+
+def read_job(db: Database, job_id: str, owner: str = LOCAL_OWNER):
+    """The job as a plain row (its attributes named as Job's), or None: a poll's read, one
+    autocommit statement without the ORM (and on PostgreSQL through psycopg directly, see
+    Database.driver_autocommit)."""
+    if db.is_postgresql:
+        with db.driver_autocommit() as connection, connection.cursor(row_factory=namedtuple_row) as cursor:
+            cursor.execute(_READ_JOB_SQL, {"job_id": job_id, "owner": owner})
+            return cursor.fetchone()
+    with db.autocommit() as connection:
+        return connection.execute(_READ_JOB, {"job_id": job_id, "owner": owner}).one_or_none()
 
 
 @dataclass(frozen=True)

@@ -100,9 +100,35 @@ def test_redis_limiter_window_resets(redis_url):
     identity = uuid.uuid4().hex
     limiter = RedisRateLimiter(redis_url, 1, window_seconds=1)
     assert limiter.hit(identity).allowed and not limiter.hit(identity).allowed
-    limiter.client.pexpire("janusq:ratelimit:" + identity, 1)
-    time.sleep(0.05)
+    time.sleep(1.05)
     assert limiter.hit(identity).allowed
+
+
+def test_redis_limiter_leases_never_exceed_the_limit(redis_url):
+    # Two limiters stand for two API processes; each takes 1% of the limit per Redis round trip.
+    identity = uuid.uuid4().hex
+    a, b = RedisRateLimiter(redis_url, 1000), RedisRateLimiter(redis_url, 1000)
+    assert a.lease == 10
+    allowed = [limiter.hit(identity).allowed for _ in range(600) for limiter in (a, b)]
+    # Never more than the limit; refused early by at most the leases the two hold unspent.
+    assert 1000 - 2 * a.lease <= allowed.count(True) <= 1000
+    assert allowed[:1000] == [True] * 1000
+    # A request per lease reached Redis (the shared counter moved in whole leases), and none
+    # after the budget was spent: refusals are answered locally until the window ends.
+    counter = int(a.client.get("janusq:ratelimit:" + identity))
+    assert counter % a.lease == 0 and counter <= 1000 + 2 * a.lease
+
+
+def test_redis_limiter_leases_are_thread_safe(redis_url):
+    identity = uuid.uuid4().hex
+    limiter, results = RedisRateLimiter(redis_url, 500), []
+    threads = [threading.Thread(target=lambda: results.extend(limiter.hit(identity).allowed for _ in range(100)))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 500 - 8 * limiter.lease <= results.count(True) <= 500 and len(results) == 800
 
 
 def test_redis_down_falls_back_to_counting_in_process():

@@ -76,3 +76,21 @@ def test_reserved_tokens_in_user_text_are_found(budget):
     assert budget.reserved_tokens_in("a plain prompt") == []
     assert budget.reserved_tokens_in("draw <image_placeholder> here") == ["<image_placeholder>"]
     assert budget.tokenizer.boi_token in budget.reserved_tokens_in(f"x{budget.tokenizer.boi_token}")
+
+
+@pytest.mark.parametrize("text", ["", "a red fox", "  spaces  and\ttabs\n\n", "naïve café, 東京 🦊🦊",
+                                  "x" * 1500, "<|User|> written out", "\u0301\u0301 combining marks"])
+def test_the_bound_without_counting_is_never_below_the_count(budget, text):
+    # The tiny tokenizer has no merges: a byte is a token, the worst case for the bound.
+    assert budget._generation_bound + len(text.encode()) >= budget.generation_prompt_tokens(text)
+    assert budget._understanding_bound + len(text.encode()) >= budget.understanding_prompt_tokens(text)
+
+
+def test_fits_near_the_limit_is_decided_by_the_exact_count(budget, monkeypatch):
+    counted = []
+    real = budget.generation_prompt_tokens
+    monkeypatch.setattr(budget, "generation_prompt_tokens", lambda text: counted.append(text) or real(text))
+    assert budget.generation_fits("a short prompt") and counted == []
+    room = budget.context_length - budget.image_token_count - real("")
+    assert budget.generation_fits("x" * room) and not budget.generation_fits("x" * (room + 1))
+    assert len(counted) == 2
