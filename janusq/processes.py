@@ -22,12 +22,18 @@ API_APP = "api.app:create_app(warm=True)"
 
 def gunicorn_argv(settings: Settings, app: str = API_APP) -> list[str]:
     """What `janusq serve` runs; `janusq bench --api` serves its bare Flask ceiling with the same."""
-    # Threads: a request that waits for its job (Prefer: wait=N) must not hold a whole process.
-    return [sys.executable, "-m", "gunicorn", "--workers", str(settings.api_workers),
-            "--worker-class", "gthread", "--threads", str(settings.api_threads),
+    return [sys.executable, "-m", "gunicorn", "--workers", str(settings.api_workers), *_concurrency(settings),
             "--timeout", str(settings.max_wait_seconds + 30),
             "--bind", f"{settings.host}:{settings.port}", "--access-logfile", "-",
             "--graceful-timeout", "10", app]
+
+
+def _concurrency(settings: Settings) -> list[str]:
+    """How each gunicorn process serves requests side by side (README, "Waiting without starving the API")."""
+    if settings.api_worker_class == "gevent":
+        # A greenlet per request: a request held open (Prefer: wait) costs memory, not a thread.
+        return ["--worker-class", "gevent", "--worker-connections", str(settings.api_connections)]
+    return ["--worker-class", "gthread", "--threads", str(settings.api_threads)]
 
 
 def janusq_argv(*args: str) -> list[str]:

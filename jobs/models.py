@@ -98,6 +98,9 @@ class Job(Base):
         # this index in that order, with no sort, and only queued rows in it.
         Index("ix_jobs_queued_claim", "type", "owner", "priority", "created_at", "id",
               postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'")),
+        # Retention (jobs/retention.py): finished jobs whose files are still stored, oldest first.
+        Index("ix_jobs_retention", "finished_at", postgresql_where=text("result_expired_at IS NULL"),
+              sqlite_where=text("result_expired_at IS NULL")),
     )
 
 
@@ -120,6 +123,16 @@ class ApiKey(Base):
         Index("ux_api_keys_key_hash", "key_hash", unique=True),
         Index("ux_api_keys_prefix", "prefix", unique=True),
     )
+
+
+class ServiceSecret(Base):
+    """A secret every process of the service must share (the image URL signing key: jobs/url_signing.py)."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Lock(Base):

@@ -21,6 +21,8 @@ QUEUES = ("generate", "understand")
 LOOPBACK_NAMES = ("localhost",)
 DATABASE_SCHEMES = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
                     "postgresql+psycopg": "postgresql+psycopg", "sqlite": "sqlite"}
+# A guessable HMAC key would let anyone sign image URLs; 32 characters of `openssl rand -hex` are 128 bits.
+MIN_SIGNING_KEY_CHARS = 32
 DATABASE_EXAMPLES = "postgresql://user:password@host:5432/db or sqlite:////path/janus.db"
 # JANUS_* variables that are not server settings: the client's (JANUS_URL, JANUS_API_KEY) and the
 # test suite's (JANUS_TEST_*).
@@ -62,13 +64,30 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1, le=64)
     api_threads: int = Field(default=8, ge=1, le=256)
+    # gunicorn's worker class. gthread: a thread per request in flight, so a request held open
+    # (Prefer: wait) holds one of api_threads; gevent: a greenlet per request, so held requests
+    # cost memory rather than threads (README, "Waiting without starving the API").
+    api_worker_class: Literal["gthread", "gevent"] = "gthread"
+    # gevent only: requests one API process serves at once (gunicorn's --worker-connections).
+    api_connections: int = Field(default=1000, ge=10, le=100_000)
+    # Requests one API process holds open waiting for a job; a wait beyond them is declined at
+    # once (202, no Preference-Applied). None: half the threads (gthread) or of the connections
+    # (gevent), so the other routes always keep the rest.
+    max_waiting_requests: int | None = Field(default=None, ge=0, le=100_000)
     # Longest a client may ask POST /v1/jobs to wait for the result (Prefer: wait=N).
     max_wait_seconds: int = Field(default=60, ge=0, le=600)
 
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
     max_prompt_chars: int = Field(default=4000, ge=1)
+    # Seconds a signed image URL stays valid (S3's presigned ones, and the API's own for local storage).
     url_ttl: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    # The HMAC key of the API's signed image URLs. Empty: a random key generated once and kept in
+    # the database, so every API process (on any machine) signs and verifies with the same one.
+    url_signing_key: str = Field(default="", repr=False)
+    # Retention: a finished job's stored files (images, uploaded input) are deleted this many
+    # seconds after it finished, by the sweeper (0: kept until the job is deleted).
+    result_ttl: int = Field(default=7 * 24 * 3600, ge=0)
 
     # soft < hard < broker visibility timeout, so a job that overruns is stopped by its
     # worker before the broker would hand the message to a second worker.
@@ -159,6 +178,14 @@ class Settings(BaseSettings):
             raise ValueError("a folder must be given as file:///absolute/path")
         return value
 
+    @field_validator("url_signing_key")
+    @classmethod
+    def _check_signing_key(cls, value: str) -> str:
+        if value and len(value) < MIN_SIGNING_KEY_CHARS:
+            raise ValueError(f"must be at least {MIN_SIGNING_KEY_CHARS} characters (e.g. `openssl rand -hex 32`), "
+                             "or unset to keep a generated one in the database")
+        return value
+
     @field_validator("rate_limit_redis_url")
     @classmethod
     def _check_rate_limit_redis(cls, value: str) -> str:
@@ -195,6 +222,13 @@ class Settings(BaseSettings):
     def api_db_pool_size(self) -> int:
         """Connections an API process keeps open: one per gunicorn thread unless set."""
         return self.db_pool_size or self.api_threads
+
+    @property
+    def waiting_capacity(self) -> int:
+        """Requests an API process may hold open waiting (api/waits.py)."""
+        if self.max_waiting_requests is not None:
+            return self.max_waiting_requests
+        return max(1, (self.api_threads if self.api_worker_class == "gthread" else self.api_connections) // 2)
 
     @property
     def database_label(self) -> str:

@@ -17,6 +17,7 @@ from jobs import states
 from jobs.db import Database
 from jobs.heartbeat import HeartbeatRow
 from jobs.lifecycle import DEADLINE, STOPPED_MESSAGE
+from jobs.retention import clean_up_if_deleted
 from jobs.storage import Storage
 from worker.claims import GENERATE, Claimed
 from worker.faults import crash_if_poisoned
@@ -143,6 +144,8 @@ class BatchRunner:
             log.info("job %s %s in %.2f s", job.id, status, reporter.elapsed())
         else:
             log.warning("job %s is no longer this worker's attempt %d; not marked %s", job.id, job.attempt, status)
+            # Deleted while it ran (DELETE /v1/jobs/<id>): what this attempt stored is nobody's now.
+            clean_up_if_deleted(self.db, self.storage, job.id)
         return status
 
     def _holder(self, job: Claimed) -> states.Holder:
