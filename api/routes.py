@@ -6,7 +6,7 @@ import logging
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy.exc import IntegrityError
 
-from api import webhooks
+from api import scheduling, webhooks
 from api.auth import authenticate
 from api.errors import ApiError
 from api.images import validate_image
@@ -33,10 +33,11 @@ def create_job():
                                svc.settings.max_prompt_chars)
     _check_fits_model(svc, parsed.request)
     params = {key: value for key, value in parsed.params.items() if key != "type"}
+    plan = scheduling.for_create(parsed.request, request.headers.get(scheduling.CANCEL_AFTER))
     webhook = webhooks.for_create(parsed.request, svc.settings.webhook_allow_private)
     key = _idempotency_key()
     # A request without a webhook keeps the fingerprint it had before webhooks existed.
-    fingerprinted = {**params, **webhook.fingerprint_fields()} if webhook else params
+    fingerprinted = {**params, **plan.fingerprint_fields(), **(webhook.fingerprint_fields() if webhook else {})}
     fingerprint = service.request_fingerprint(parsed.type, fingerprinted, parsed.image_bytes)
     if key and (earlier := _earlier_job(svc, key, fingerprint)):
         return _created(svc, earlier, replayed=True)
@@ -52,8 +53,8 @@ def create_job():
         svc.storage.put(input_key, image.png_bytes, "image/png")
         params["image"] = {"width": image.width, "height": image.height, "format": image.format}
     job = service.new_job(parsed.type, params, job_id=job_id, input_key=input_key, owner=g.tenant,
-                          idempotency_key=key, request_hash=fingerprint,
-                          **(webhook.job_fields(_root()) if webhook else {}))
+                          idempotency_key=key, request_hash=fingerprint, priority=plan.priority,
+                          deadline_seconds=plan.deadline_seconds, **(webhook.job_fields(_root()) if webhook else {}))
     try:
         # The exact cap check, with the insert (see jobs/limits.py).
         limits.insert_within_cap(svc.db, job, svc.settings.max_unfinished_jobs)
@@ -241,19 +242,20 @@ def cancel_job(job_id: str):
 
 @jobs_api.post("/v1/jobs/<job_id>/retry")
 def retry_job(job_id: str):
-    """A new job with the failed or canceled one's input and parameters (a new seed where the
-    service had chosen it), pointing back at it with retry_of."""
+    """A new job with the failed, canceled or expired one's input, parameters, priority and deadline
+    length (a new seed where the service had chosen it), pointing back at it with retry_of."""
     svc = services()
     with svc.db.read_session() as session:
         original = _require_job(session, job_id)
     if original.status not in states.RETRYABLE:
-        raise ApiError.of("conflict", f"job is {original.status}; only a failed or canceled job can be retried",
-                          "status")
+        raise ApiError.of("conflict", f"job is {original.status}; only a failed, canceled or expired job can be "
+                                      "retried", "status")
+    plan = scheduling.for_retry(original, request.headers.get(scheduling.CANCEL_AFTER))
     new_id = new_job_id()
     input_key = _copy_input(svc, original, new_id)
     job = service.new_job(original.type, service.retry_params(original), job_id=new_id,
-                          input_key=input_key, owner=g.tenant, retry_of=original.id,
-                          **webhooks.for_retry(original))
+                          input_key=input_key, owner=g.tenant, retry_of=original.id, priority=plan.priority,
+                          deadline_seconds=plan.deadline_seconds, **webhooks.for_retry(original))
     try:
         limits.insert_within_cap(svc.db, job, svc.settings.max_unfinished_jobs)
     except limits.TooManyUnfinishedJobs as exc:

@@ -31,11 +31,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
+from jobs.lifecycle import MAX_DEADLINE_SECONDS, PRIORITIES
 from jobs.settings import Settings
 from jobs.webhooks.addresses import MAX_URL_LENGTH, url_problem
 
 JobType = Literal["generate", "understand"]
-JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
+Priority = Literal["low", "normal", "high"]
 WebhookEvent = Literal["start", "progress", "completed"]
 JOB_TYPES: tuple[str, ...] = get_args(JobType)
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
@@ -106,6 +108,16 @@ ImageInput = Annotated[
 ]
 
 Seed = Annotated[int, Field(ge=0, lt=MAX_SEED)]
+DeadlineSeconds = Annotated[int, Field(ge=1, le=MAX_DEADLINE_SECONDS)]
+
+# Both request kinds take these; they go on the job's own fields (priority, deadline_at), not
+# into its params, hence exclude.
+PRIORITY_DESCRIPTION = ("Which queued jobs workers take first: high before normal before low; within "
+                        "one priority the oldest first, taken in turn across tenants (fair share).")
+DEADLINE_DESCRIPTION = (f"Seconds from now, 1 to {MAX_DEADLINE_SECONDS}, after which the job is no longer "
+                        "wanted: still queued then, it ends `expired` without running; running, it stops at "
+                        "its next checkpoint and ends `canceled` with error code `deadline`. The same as a "
+                        "`Cancel-After` header.")
 
 
 def _check_chars(value: str, info: ValidationInfo) -> str:
@@ -137,8 +149,8 @@ class _WebhookFields(BaseModel):
     webhook_events: list[WebhookEvent] | None = Field(
         None, exclude=True, min_length=1,
         description=("Which events to deliver (needs `webhook`): start (the job started running), progress "
-                     "(while it runs, at most one every 2 s), completed (it finished: succeeded, failed or "
-                     "canceled). Default [\"completed\"]. In multipart/form-data: comma-separated text."))
+                     "(while it runs, at most one every 2 s), completed (it reached a final status: succeeded, "
+                     "failed, canceled or expired). Default [\"completed\"]. In multipart/form-data: comma-separated text."))
 
     @field_validator("webhook")
     @classmethod
@@ -194,6 +206,8 @@ class GenerateRequest(_WebhookFields):
     seed: Seed | None = Field(
         None, description="Random seed for reproducible output, 0 <= seed < 2**63; omit for random."
     )
+    priority: Priority = Field("normal", exclude=True, description=PRIORITY_DESCRIPTION)
+    deadline_seconds: DeadlineSeconds | None = Field(None, exclude=True, description=DEADLINE_DESCRIPTION)
 
     @field_validator("prompt")
     @classmethod
@@ -230,6 +244,8 @@ class UnderstandRequest(_WebhookFields):
     seed: Seed | None = Field(
         None, description="Random seed for reproducible output, 0 <= seed < 2**63; omit for random."
     )
+    priority: Priority = Field("normal", exclude=True, description=PRIORITY_DESCRIPTION)
+    deadline_seconds: DeadlineSeconds | None = Field(None, exclude=True, description=DEADLINE_DESCRIPTION)
 
     @field_validator("question")
     @classmethod
@@ -320,7 +336,7 @@ class ImagesResult(_Out):
 class JobUrls(_Out):
     self: str = Field(description="This job.")
     cancel: str = Field(description="POST here to cancel the job.")
-    retry: str = Field(description="POST here to run a failed or canceled job again, as a new job.")
+    retry: str = Field(description="POST here to run a failed, canceled or expired job again, as a new job.")
 
 
 class WebhookDeliveryOut(_Out):
@@ -356,8 +372,12 @@ class JobOut(_Out):
     metrics: JobMetrics
     attempts: int = Field(0, ge=0, description="Runs started so far; a retried or recovered job has more than 1.")
     retry_of: str | None = Field(None, description="The job this one retries (POST /v1/jobs/{id}/retry).")
+    priority: Priority = Field("normal", description="Its claim priority (see the create request).")
+    deadline_at: datetime | None = Field(None, description="When it stops being wanted (Cancel-After or "
+                                                           "deadline_seconds); null: no deadline.")
     error: JobErrorOut | None = Field(None, description="Why it failed; on a queued job, why its last attempt "
-                                                        "failed before the retry.")
+                                                        "failed before the retry; on a job its deadline ended "
+                                                        "(expired, or canceled while running), code deadline.")
     result: TextResult | ImagesResult | None = None
     urls: JobUrls
     webhook: str | None = Field(None, description="Where the job's events are POSTed; null: none.")
@@ -439,8 +459,12 @@ class ParsedJob:
 
     @property
     def params(self) -> dict[str, Any]:
-        """JSON-ready parameters to store on the job (the image is excluded)."""
+        """JSON-ready parameters to store on the job (the image, priority and deadline are excluded)."""
         return self.request.model_dump(mode="json")
+
+    @property
+    def priority(self) -> int:
+        return PRIORITIES[self.request.priority]
 
 
 _CUSTOM_CODES = {"invalid_image", "prompt_too_long"}

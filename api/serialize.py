@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Callable
 
+from jobs.lifecycle import priority_name
 from jobs.models import Job
 from jobs.retention import expires_at
 
@@ -37,6 +38,8 @@ def job_to_dict(job: Job, root: str, *, result_ttl: int = 0, sign: Callable[[str
         },
         "attempts": job.attempts or 0,
         "retry_of": job.retry_of,
+        "priority": priority_name(job.priority),
+        "deadline_at": _iso(job.deadline_at),
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "result": _result(job, root, sign),
         "urls": {"self": base, "cancel": f"{base}/cancel", "retry": f"{base}/retry"},

@@ -97,6 +97,13 @@ class Job(Base):
         # The per-tenant cap counts a tenant's unfinished jobs on every create (jobs/limits.py):
         # an index range over those alone, however many finished jobs the tenant has.
         Index("ix_jobs_owner_status", "owner", "status"),
+        # Fair share (worker/claims.py) asks when each tenant with queued jobs last had one
+        # started: one index probe per tenant instead of a scan of its finished jobs.
+        Index("ix_jobs_owner_started", "owner", "started_at"),
+        # The claim order ranks queued jobs within (type, tenant, priority) by age: read from
+        # this index in that order, with no sort, and only queued rows in it.
+        Index("ix_jobs_queued_claim", "type", "owner", "priority", "created_at", "id",
+              postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'")),
         # Retention (jobs/retention.py): finished jobs whose files are still stored, oldest first.
         Index("ix_jobs_retention", "finished_at", postgresql_where=text("result_expired_at IS NULL"),
               sqlite_where=text("result_expired_at IS NULL")),

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from jobs.lifecycle import DEADLINE, EXPIRED_MESSAGE
 from jobs.models import Job, utcnow
 from jobs.webhooks import outbox
 
@@ -18,14 +19,16 @@ RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELED = "canceled"
+# A queued job whose deadline passed before any worker started it (jobs/lifecycle.py).
+EXPIRED = "expired"
 
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED, EXPIRED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED, EXPIRED})
 # What POST /v1/jobs/<id>/retry accepts: jobs that ended without a result.
-RETRYABLE = frozenset({FAILED, CANCELED})
+RETRYABLE = frozenset({FAILED, CANCELED, EXPIRED})
 
 ALLOWED = {
-    QUEUED: frozenset({RUNNING, CANCELED, FAILED}),
+    QUEUED: frozenset({RUNNING, CANCELED, FAILED, EXPIRED}),
     # running -> queued: a retry after a transient failure, or the sweeper taking the job back
     # from a worker whose lease expired.
     RUNNING: frozenset({SUCCEEDED, FAILED, CANCELED, QUEUED}),
@@ -33,7 +36,7 @@ ALLOWED = {
 
 # The timestamp each target status stamps.
 STAMPS = {RUNNING: "started_at", SUCCEEDED: "finished_at", FAILED: "finished_at", CANCELED: "finished_at",
-          QUEUED: "updated_at"}
+          EXPIRED: "finished_at", QUEUED: "updated_at"}
 
 
 class InvalidTransition(ValueError):
@@ -98,8 +101,23 @@ class Holder:
 
 
 def available(now: datetime):
-    """The SQL condition of a queued job that may be claimed now (its retry backoff is over)."""
-    return or_(Job.available_at.is_(None), Job.available_at <= now)
+    """The SQL condition of a queued job that may be claimed now: its retry backoff is over and
+    its deadline has not passed (an overdue job waits only for the sweeper to mark it expired)."""
+    return and_(or_(Job.available_at.is_(None), Job.available_at <= now),
+                or_(Job.deadline_at.is_(None), Job.deadline_at > now))
+
+
+def expire_overdue(session: Session, now: datetime, limit: int) -> list[str]:
+    """queued -> expired for up to `limit` queued jobs whose deadline passed; returns their ids.
+
+    Conditional like every transition: a job a worker claimed meanwhile stays running.
+    """
+    overdue = list(session.execute(
+        select(Job.id).where(Job.status == QUEUED, Job.deadline_at <= now).order_by(Job.deadline_at).limit(limit)
+    ).scalars())
+    return [job_id for job_id in overdue
+            if transition(session, job_id, EXPIRED, only_from={QUEUED}, error_code=DEADLINE,
+                          error_message=EXPIRED_MESSAGE)]
 
 
 def claim(session: Session, job_id: str, worker: str, lease_seconds: float = 60) -> bool:

@@ -126,3 +126,17 @@ def test_a_retry_keeps_the_webhook_and_deliveries_show_on_the_job(make_api, key,
     assert [job["webhook_deliveries"] for job in listed if job["id"] == original["id"]] == [shown]
     retry = api.client.post(f"/v1/jobs/{original['id']}/retry", headers=key).json
     assert (retry["webhook"], retry["webhook_events"], retry["webhook_deliveries"]) == (HOOK, ["completed"], [])
+
+
+def test_deleting_a_job_deletes_its_deliveries(make_api, key, monkeypatch):
+    from sqlalchemy import func, select
+
+    from jobs.models import WebhookDelivery
+
+    api = make_api()
+    _public(monkeypatch)
+    job_id = _create(api, key, webhook=HOOK).json["id"]
+    assert api.client.delete(f"/v1/jobs/{job_id}", headers=key).status_code in (200, 202, 204)
+    with api.db.session() as session:
+        count = select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+        assert session.execute(count).scalar_one() == 0  # the cancel's `completed` delivery went too
