@@ -1,5 +1,6 @@
 """`janusq`: run (all-in-one local service), serve (API), worker, workers (who is there), sweeper,
-migrate, keys (API keys), webhooks (a tenant's signing secret), bench, convert (DeepSeek's original checkpoints to transformers' format)."""
+migrate, keys (API keys), webhooks (a tenant's signing secret), bench, convert (DeepSeek's
+original checkpoints to transformers' format)."""
 from __future__ import annotations
 
 import argparse

@@ -45,6 +45,7 @@ Render = Callable[[object, str], dict]
 @dataclass(frozen=True)
 class Due:
     id: str
+    job_id: str
     owner: str
     event: str
     url: str
@@ -61,7 +62,7 @@ class Deliverer:
         """Up to `limit` due rows, now this deliverer's until the attempt's time limit has passed."""
         now = now or utcnow()
         due = (select(Delivery.id).where(Delivery.status == outbox.PENDING, Delivery.next_attempt_at <= now)
-               .order_by(Delivery.next_attempt_at).limit(limit))
+               .order_by(Delivery.next_attempt_at, Delivery.created_at).limit(limit))
         if self.db.is_postgresql:
             due = due.with_for_update(skip_locked=True)
         until = now + timedelta(seconds=self.settings.webhook_timeout + CLAIM_MARGIN_SECONDS)
@@ -69,11 +70,18 @@ class Deliverer:
             rows = session.execute(
                 update(Delivery).where(Delivery.id.in_(due.scalar_subquery()), Delivery.status == outbox.PENDING)
                 .values(next_attempt_at=until)
-                .returning(Delivery.id, Delivery.owner, Delivery.event, Delivery.url, Delivery.snapshot,
+                .returning(Delivery.id, Delivery.job_id, Delivery.owner, Delivery.event, Delivery.url, Delivery.snapshot,
                            Delivery.attempts, Delivery.created_at)
                 .execution_options(synchronize_session=False)
             ).all()
-        return [Due(*row) for row in rows]
+        return sorted((Due(*row) for row in rows), key=lambda due: due.created_at)
+
+    def release(self, ids: list[str]) -> None:
+        """Claimed rows given back unsent: due again at once."""
+        if ids:
+            with self.db.session() as session:
+                session.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.status == outbox.PENDING)
+                                .values(next_attempt_at=utcnow()).execution_options(synchronize_session=False))
 
     def deliver(self, due: Due) -> http.Outcome:
         """One attempt, recorded on the row."""
@@ -123,6 +131,7 @@ class DeliveryLoop:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight = 0
+        self._busy_jobs: set[str] = set()
         self._lock = threading.Lock()
         self.leading = False
         self._lease_renewed = 0.0
@@ -159,12 +168,21 @@ class DeliveryLoop:
             free = self.concurrency - self._in_flight
         if free <= 0:
             return 0
-        claimed = self.deliverer.claim(free)
-        for due in claimed:
+        started, held = [], []
+        for due in self.deliverer.claim(free):
             with self._lock:
+                # One attempt per job at a time, oldest first: a job's start, progress and completed
+                # arrive in order (a retry of an earlier one may still come after a later one).
+                if due.job_id in self._busy_jobs:
+                    held.append(due.id)
+                    continue
+                self._busy_jobs.add(due.job_id)
                 self._in_flight += 1
+            started.append(due)
+        self.deliverer.release(held)
+        for due in started:
             self._pool.submit(self._attempt, due)
-        return len(claimed)
+        return len(started)
 
     def _keep_lease(self) -> None:
         clock = time.monotonic()
@@ -185,3 +203,4 @@ class DeliveryLoop:
         finally:
             with self._lock:
                 self._in_flight -= 1
+                self._busy_jobs.discard(due.job_id)

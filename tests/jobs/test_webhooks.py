@@ -75,7 +75,7 @@ def test_each_transition_queues_the_events_asked_for(db):
     assert completed.id.startswith("msg_") and completed.status == "pending" and completed.owner == "acme"
 
 
-@pytest.mark.parametrize("final", [states.FAILED, states.CANCELED])
+@pytest.mark.parametrize("final", [states.FAILED, states.CANCELED, states.EXPIRED])
 def test_every_terminal_status_is_completed(db, final):
     job_id = _job(db)
     with db.session() as session:
@@ -244,3 +244,19 @@ def test_bad_urls(url):
 
 def test_good_url():
     assert url_problem("https://hooks.example.com:8443/janus?token=abc") is None
+
+
+def test_the_loop_sends_a_jobs_deliveries_one_at_a_time_in_order(db):
+    from jobs.webhooks.delivery import DeliveryLoop
+
+    with Receiver(delay=0.3) as receiver:
+        job_id = _job(db, url=receiver.url, events=outbox.EVENTS)
+        _run(db, job_id, progress_writes=1)  # start, progress and completed: all due at once
+        loop = DeliveryLoop(_deliverer(db, webhook_concurrency=4), "test-loop")
+        loop.start()
+        try:
+            received = receiver.wait_for(lambda got: len(got) == 3, timeout=30)
+        finally:
+            loop.stop()
+    events = {row.id: row.event for row in _deliveries(db, job_id)}
+    assert [events[item.id] for item in received] == ["start", "progress", "completed"]
