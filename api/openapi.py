@@ -45,6 +45,7 @@ def build_openapi(settings_max_prompt_chars: int | None = None) -> dict[str, Any
         # Every operation needs a key unless it says `security: []` (the probes, metrics, this).
         "security": [{BEARER: []}],
         "paths": _paths(),
+        "webhooks": _webhooks(),
         "components": {
             "schemas": components,
             "securitySchemes": {
@@ -340,7 +341,8 @@ def _create_job() -> dict[str, Any]:
             ),
             "422": _error(
                 "A field or the Cancel-After header is invalid: validation_error, prompt_too_long, "
-                "invalid_image, image_too_large; `field` names it."
+                "invalid_image, image_too_large; `field` names it. A webhook whose host resolves to a private, "
+                "loopback or link-local address is refused (field webhook) unless JANUS_WEBHOOK_ALLOW_PRIVATE."
             ),
             "429": {
                 **_error(
@@ -353,6 +355,34 @@ def _create_job() -> dict[str, Any]:
             "503": UNAVAILABLE,
         },
     }
+
+
+def _webhooks() -> dict[str, Any]:
+    """What a job's `webhook` receives (OpenAPI 3.1's webhooks; README.md, "Webhooks")."""
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": True, "description": description,
+                "schema": {"type": "string"}}
+
+    return {"jobEvent": {"post": {
+        "operationId": "jobEvent",
+        "summary": "A job's event, POSTed to its webhook",
+        "description": (
+            "Sent for each event the job's `webhook_events` asks for: start (a worker started it), progress "
+            "(while it runs, at most one every 2 s), completed (it reached a final status). The body is the job as "
+            "GET /v1/jobs/{id} returns it at the event (webhook_deliveries null). Signed per Standard Webhooks "
+            "(https://www.standardwebhooks.com) with the tenant's secret (`janusq webhooks secret`). Delivered "
+            "at least once: anything but a 2xx within JANUS_WEBHOOK_TIMEOUT seconds is retried with the same "
+            "webhook-id, with backoff, for JANUS_WEBHOOK_RETRY_SECONDS; redirects are not followed."),
+        "security": [],
+        "parameters": [
+            header("webhook-id", "The delivery's id (msg_...), the same on each of its retries: deduplicate by it."),
+            header("webhook-timestamp", "The attempt's time, Unix seconds."),
+            header("webhook-signature", "`v1,` + base64 of HMAC-SHA256 over `<webhook-id>.<webhook-timestamp>."
+                                        "<body>`, keyed with the base64-decoded part of the tenant's whsec_ secret."),
+        ],
+        "requestBody": {"required": True, "content": _json("JobOut")},
+        "responses": {"200": {"description": "Received (any 2xx). Anything else is retried."}},
+    }}}
 
 
 def _list_jobs() -> dict[str, Any]:

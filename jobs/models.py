@@ -73,6 +73,12 @@ class Job(Base):
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
     result_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Webhooks (migration 0010, jobs/webhooks/): where to POST the job's events, which events
+    # (start, progress, completed), and the API address it was created through, for the absolute
+    # links in a delivery's body (a worker sending it knows no request).
+    webhook: Mapped[str | None] = mapped_column(Text)
+    webhook_events: Mapped[list | None] = mapped_column(JSON)
+    webhook_root: Mapped[str | None] = mapped_column(Text)
     # Delivery (jobs/states.py, jobs/sweeper.py): a running job's worker renews its lease; a
     # queued job may be claimed from available_at (retry backoff) and was last handed to the
     # broker at published_at (the sweeper publishes again when that gets old).
@@ -183,3 +189,46 @@ class WorkerBatch(Base):
     # Rows the model ran: images (generate) or answers (understand), the units of the batch caps.
     size: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookSecret(Base):
+    """A tenant's webhook signing secret, `whsec_<base64>` (jobs/webhooks/signing.py). Kept in the
+    clear: the deliverer needs it to sign, unlike an API key, which is only ever compared."""
+
+    __tablename__ = "webhook_secrets"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The webhook outbox: one row per event to deliver, committed with the job's transition
+    (jobs/states.py) and sent by the delivery loop (jobs/webhooks/delivery.py). Its id is the
+    `webhook-id` header, the same on every attempt. `snapshot` is the job row as the transition
+    left it, so the body shows the job at the event and is the same bytes on every retry."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(64))  # whose secret signs it
+    event: Mapped[str] = mapped_column(String(16))  # start, progress or completed
+    url: Mapped[str] = mapped_column(Text)
+    snapshot: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered or failed (gave up)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status_code: Mapped[int | None] = mapped_column(Integer)  # of the last attempt
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the next attempt is due; while an attempt is under way, when it counts as abandoned.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_job", "job_id", "created_at"),
+        # The deliverer's poll: due pending rows only, however many finished ones there are.
+        Index("ix_webhook_deliveries_due", "next_attempt_at",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+    )

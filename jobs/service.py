@@ -45,7 +45,8 @@ def add_job(session: Session, job_type: str, params: dict, **fields) -> Job:
 
 def new_job(job_type: str, params: dict, *, job_id: str | None = None, input_key: str | None = None,
             owner: str = LOCAL_OWNER, idempotency_key: str | None = None, request_hash: str | None = None,
-            retry_of: str | None = None, priority: int = lifecycle.NORMAL, deadline_seconds: int | None = None) -> Job:
+            retry_of: str | None = None, priority: int = lifecycle.NORMAL, deadline_seconds: int | None = None,
+            webhook: str | None = None, webhook_events: list | None = None, webhook_root: str | None = None) -> Job:
     """A new queued job, not yet stored: the API inserts it with limits.insert_within_cap.
 
     Every column is given a value here, none left to the database: the PostgreSQL insert sends
@@ -57,6 +58,7 @@ def new_job(job_type: str, params: dict, *, job_id: str | None = None, input_key
                cancel_requested=False, attempts=0, idempotency_key=idempotency_key,
                request_hash=request_hash, created_at=now, updated_at=now, priority=priority,
                deadline_at=now + timedelta(seconds=deadline_seconds) if deadline_seconds else None,
+               webhook=webhook, webhook_events=webhook_events, webhook_root=webhook_root,
                # Published right after this commit; should that never happen (a crash, the broker
                # down), the sweeper publishes the job once this is requeue_after old.
                published_at=now)

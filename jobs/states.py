@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from jobs.lifecycle import DEADLINE, EXPIRED_MESSAGE
 from jobs.models import Job, utcnow
+from jobs.webhooks import outbox
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -72,9 +73,21 @@ def transition(session: Session, job_id: str, target: str, *, only_from=None, ho
         update(Job)
         .where(Job.id == job_id, Job.status.in_(sorted(sources)), *(holder.conditions() if holder else ()))
         .values(**values)
+        .returning(Job.webhook_events)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    won = session.execute(statement).one_or_none()
+    if won is not None:
+        _webhook_event(session, job_id, target, won.webhook_events)
+    return won is not None
+
+
+def _webhook_event(session: Session, job_id: str, target: str, subscribed: list | None) -> None:
+    """The webhook delivery of this change, if the job asked for one: in this transaction, so it
+    commits (or not) with the change itself."""
+    event = outbox.START if target == RUNNING else outbox.COMPLETED if target in TERMINAL else None
+    if event and subscribed:
+        outbox.record_event(session, job_id, event, subscribed)
 
 
 class Holder:
@@ -115,9 +128,13 @@ def claim(session: Session, job_id: str, worker: str, lease_seconds: float = 60)
         .where(Job.id == job_id, Job.status == QUEUED, available(now))
         .values(status=RUNNING, worker=worker, attempts=Job.attempts + 1, started_at=now, updated_at=now,
                 lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .returning(Job.webhook_events)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    won = session.execute(statement).one_or_none()
+    if won is not None:
+        _webhook_event(session, job_id, RUNNING, won.webhook_events)
+    return won is not None
 
 
 def renew_leases(session: Session, job_ids: list[str], worker: str, lease_seconds: float) -> int:
@@ -142,12 +159,15 @@ def retry_later(session: Session, job_id: str, holder: Holder, delay: float, **f
 
 def record_progress(session: Session, job_id: str, progress: float) -> bool:
     """Write progress of a running job; returns True if a cancel was requested meanwhile."""
-    session.execute(
+    written = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == RUNNING)
         .values(progress=progress, updated_at=utcnow())
+        .returning(Job.webhook_events)
         .execution_options(synchronize_session=False)
-    )
+    ).one_or_none()
+    if written is not None and written.webhook_events:
+        outbox.record_event(session, job_id, outbox.PROGRESS, written.webhook_events)  # throttled there
     row = session.execute(select(Job.status, Job.cancel_requested).where(Job.id == job_id)).one_or_none()
     return row is None or row.status != RUNNING or bool(row.cancel_requested)
 

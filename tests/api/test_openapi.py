@@ -251,3 +251,14 @@ def test_worker_schema_documents_every_status_the_server_gives(doc):
     assert set(worker["properties"]["status"]["enum"]) == set(STATUSES)
     assert doc["paths"]["/v1/workers"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/WorkerList"}
+
+
+def test_webhooks_are_documented(doc):
+    post = doc["webhooks"]["jobEvent"]["post"]
+    assert {p["name"] for p in post["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobOut"}
+    job = doc["components"]["schemas"]["JobOut"]["properties"]
+    assert {"webhook", "webhook_events", "webhook_deliveries"} <= set(job)
+    for request in ("GenerateRequest", "UnderstandRequest", "GenerateRequestForm"):
+        fields = doc["components"]["schemas"][request]["properties"]
+        assert fields["webhook_events"]["anyOf"][0]["items"]["enum"] == ["start", "progress", "completed"]

@@ -1,4 +1,5 @@
-"""Fault 1: SIGKILL the worker running a generation; the job completes once, on the other worker."""
+"""Fault 1: SIGKILL the worker running a generation; the job completes once, on the other worker,
+and its webhook gets one `completed` delivery."""
 from __future__ import annotations
 
 import os
@@ -7,11 +8,18 @@ import time
 from datetime import datetime, timezone
 
 from tests.faults.conftest import figure, rows, stored_files
+from tests.webhook_receiver import Receiver
 
 
 def test_a_killed_workers_job_completes_exactly_once_elsewhere(make_stack, database_url):
-    stack = make_stack(workers=2)
-    job_id = stack.submit(type="generate", prompt="a lighthouse", num_images=4, seed=5).json()["id"]
+    with Receiver() as receiver:
+        stack = make_stack(workers=2, webhook_allow_private="true")
+        _kill_mid_job(stack, database_url, receiver)
+
+
+def _kill_mid_job(stack, database_url, receiver):
+    job_id = stack.submit(type="generate", prompt="a lighthouse", num_images=4, seed=5,
+                          webhook=receiver.url, webhook_events=["start", "completed"]).json()["id"]
     running = stack.wait(job_id, until=lambda job: job["status"] == "running" and job["progress"] > 0.05)
     assert running["attempts"] == 1
     victim = rows(database_url, [job_id])[job_id].worker
@@ -29,3 +37,9 @@ def test_a_killed_workers_job_completes_exactly_once_elsewhere(make_stack, datab
     assert final["attempts"] == 2 and row.worker != victim
     assert len(final["result"]["images"]) == 4
     assert stored_files(stack.settings.data_path, job_id) == ["0.png", "1.png", "2.png", "3.png"]
+    # Both attempts started (two `start` deliveries); one `completed`, however the kill fell.
+    received = receiver.wait_for(lambda got: any(item.json["status"] == "succeeded" for item in got), timeout=30)
+    time.sleep(2)  # room for a duplicate to show up, were there one
+    completed = {item.id for item in receiver.received if item.json["status"] == "succeeded"}
+    assert len(completed) == 1, received
+    assert [row["event"] for row in stack.job(job_id)["webhook_deliveries"]].count("completed") == 1
