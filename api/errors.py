@@ -9,6 +9,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
+    "not_acceptable": 406,
     "conflict": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,

@@ -113,8 +113,9 @@ def image_row(request, prompt_ids: torch.LongTensor, image_index: int) -> ImageR
     return ImageRow(prompt_ids, request.cfg_weight, request.temperature, row_seed(request.seed, image_index))
 
 
-def answers_for_jobs(engine, requests: list, rows: dict) -> dict:
-    """{index: new token ids or GenerationStopped} for the requests whose TextRow is in `rows`."""
+def answers_for_jobs(engine, requests: list, rows: dict, decode=None) -> dict:
+    """{index: new token ids or GenerationStopped} for the requests whose TextRow is in `rows`.
+    `decode` (token ids -> text): offers the requests with an `on_text` their answers so far."""
     live = list(rows)
     if not live:
         return {}
@@ -128,11 +129,26 @@ def answers_for_jobs(engine, requests: list, rows: dict) -> dict:
         jobs = [JobProgress(requests[index].progress, limit) for index, limit in zip(members, limits)]
         local = [Slice(position, 0, 1) for position in range(len(members))]
         tokens = generate_answers(engine, [rows[index] for index in members],
-                                  step_reporter(jobs, local, lambda part: limits[part.request]))
+                                  step_reporter(jobs, local, lambda part: limits[part.request]),
+                                  text_offers([requests[index] for index in members], decode))
         for position, index in enumerate(members):
             stopped = jobs[position].stopped or tokens is None
             outcomes[index] = GenerationStopped("stopped on request") if stopped else tokens[position]
     return outcomes
+
+
+def text_offers(requests: list, decode):
+    """on_tokens for generate_answers: each request's on_text gets its answer so far, decoded
+    only when called; None when no request asks (or nothing can decode)."""
+    if decode is None or all(getattr(request, "on_text", None) is None for request in requests):
+        return None
+
+    def on_tokens(position: int, tokens_so_far) -> None:
+        on_text = requests[position].on_text
+        if on_text is not None:
+            on_text(lambda: decode(tokens_so_far()))
+
+    return on_tokens
 
 
 def _split(codes: torch.LongTensor | None, parts: list[Slice]) -> list[torch.Tensor | None]:

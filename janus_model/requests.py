@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from janus_model.progress import ProgressCallback
+from janus_model.progress import ProgressCallback, TextCallback
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class AnswerRequest:
     top_p: float = 0.95
     seed: int = 0
     progress: ProgressCallback | None = None
+    on_text: TextCallback | None = None  # the answer so far, every few tokens (janus_model/progress.py)
 
 
 def check_image_request(request: ImageRequest) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from jobs import events
 from jobs.models import Job, utcnow
 
 QUEUED = "queued"
@@ -71,7 +72,18 @@ def transition(session: Session, job_id: str, target: str, *, only_from=None, ho
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    won = session.execute(statement).rowcount == 1
+    if won:
+        status_changed(session, job_id, target, fields)
+    return won
+
+
+def status_changed(session: Session, job_id: str, status: str, fields: dict | None = None) -> None:
+    """The `status` event of a transition that won, written with its transaction (jobs/events.py)."""
+    data = {"status": status}
+    if (fields or {}).get("error_code"):
+        data["error"] = {"code": fields["error_code"], "message": fields.get("error_message")}
+    events.record(session, job_id, events.STATUS, data)
 
 
 class Holder:
@@ -99,7 +111,10 @@ def claim(session: Session, job_id: str, worker: str, lease_seconds: float = 60)
                 lease_expires_at=now + timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    won = session.execute(statement).rowcount == 1
+    if won:
+        status_changed(session, job_id, RUNNING)
+    return won
 
 
 def renew_leases(session: Session, job_ids: list[str], worker: str, lease_seconds: float) -> int:

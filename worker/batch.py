@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from typing import Callable
 
 from janus_model.errors import GenerationStopped
-from jobs import states
+from jobs import events, states
 from jobs.db import Database
 from jobs.heartbeat import HeartbeatRow
 from jobs.storage import Storage
@@ -114,7 +114,7 @@ class BatchRunner:
         # The result and the final status commit together, and only while this attempt is ours.
         # `model`: what the checkpoint chose beyond the job's params (its prompt format, normalization).
         return self._finish(job, states.SUCCEEDED, reporter, result={**result, "batch": info, "model": served},
-                            progress=1.0)
+                            progress=1.0, output=result.get("text"))
 
     def _fail(self, job: Claimed, reporter: ProgressReporter, exc: BaseException) -> str:
         """Retry a transient fault later while attempts remain; else fail with the error kept."""
@@ -130,11 +130,17 @@ class BatchRunner:
                 return states.QUEUED
         return self._finish(job, states.FAILED, reporter, **error)
 
-    def _finish(self, job: Claimed, status: str, reporter: ProgressReporter, **fields) -> str:
+    def _finish(self, job: Claimed, status: str, reporter: ProgressReporter, output: str | None = None,
+                **fields) -> str:
+        """`output`: an answer's text, streamed last before the final status (jobs/events.py)."""
         with self.db.session() as session:
+            if output is not None:
+                reporter.record_output(session, output)
             won = states.transition(session, job.id, status, only_from={states.RUNNING}, holder=self._holder(job),
                                     run_seconds=reporter.elapsed(), step_seconds=reporter.seconds_per_step(),
                                     **fields)
+            if not won:
+                events.take_recorded(session)  # no longer this worker's job: its events are not the job's
         if won:
             log.info("job %s %s in %.2f s", job.id, status, reporter.elapsed())
         else:

@@ -13,6 +13,7 @@ from celery.signals import (
 )
 
 from jobs.db import Database
+from jobs.events import attach_event_log
 from jobs.heartbeat import HeartbeatLoop, HeartbeatRow, WorkerIdentity, heartbeat_database
 from jobs.queue import TASK_NAME, Publisher, make_celery
 from jobs.settings import QUEUES, Settings
@@ -27,7 +28,8 @@ def create_worker_app(settings: Settings):
     runtime = WorkerRuntime(settings)
     app.janus_gate = ModelGate()
     app.steps["worker"].add(WaitForModel)  # no consuming until the pool process has its model
-    app.janus_pool_watch = PoolWatch(Database(settings.database, pooled=False), Publisher(settings),
+    app.janus_pool_watch = PoolWatch(attach_event_log(Database(settings.database, pooled=False), settings),
+                                     Publisher(settings),
                                      socket.gethostname(), settings.max_attempts)
     app.steps["worker"].add(WatchPool)  # a pool process that dies gives its jobs back at once
 
@@ -74,7 +76,7 @@ def sweeper_loop(settings: Settings) -> SweeperLoop:
     """Every worker runs the loop; the lock in the database lets one of them sweep at a time."""
     # Unpooled: every worker runs this loop but only the lock holder sweeps; a connection held
     # open for it in each worker would idle, counting against the server's max_connections.
-    sweeper = Sweeper(Database(settings.database, pooled=False), Publisher(settings),
+    sweeper = Sweeper(attach_event_log(Database(settings.database, pooled=False), settings), Publisher(settings),
                       requeue_after=settings.requeue_after, max_attempts=settings.max_attempts)
     return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)
 

@@ -21,7 +21,8 @@ def model_request(job: Claimed, storage: Storage, progress):
     if job.type == UNDERSTAND:
         return AnswerRequest(image=load_input_image(job, storage), question=p["question"],
                              max_new_tokens=p["max_new_tokens"], temperature=p["temperature"],
-                             top_p=p["top_p"], seed=p["seed"], progress=progress)
+                             top_p=p["top_p"], seed=p["seed"], progress=progress,
+                             on_text=getattr(progress, "partial_text", None))
     raise ValueError(f"unknown job type {job.type!r}")
 
 

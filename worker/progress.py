@@ -2,13 +2,16 @@
 
 The jobs of one batch share a `BatchProgress`: every `interval` seconds it writes all of their
 progress and reads all of their cancel flags in one transaction, so a batch of 32 jobs costs one
-commit per interval on the decode loop instead of 32.
+commit per interval on the decode loop instead of 32. The same write records each job's
+`progress` event and, for an answer being decoded, its `output` event (the text so far), so the
+event stream moves at the pace of the progress column (jobs/events.py).
 """
 from __future__ import annotations
 
 import time
+from typing import Callable
 
-from jobs import states
+from jobs import events, states
 from jobs.db import Database
 
 
@@ -35,6 +38,7 @@ class BatchProgress:
             for member in live:
                 # True when a cancel was requested or the job is no longer running.
                 member.stopped = states.record_progress(session, member.job_id, member.fraction())
+                member.record_events(session)
 
 
 class ProgressReporter:
@@ -52,6 +56,9 @@ class ProgressReporter:
         self.steps = 0
         self.total = 0
         self.stopped = False
+        self._steps_published = 0
+        self._text_so_far: Callable[[], str] | None = None
+        self.text_published: str | None = None
 
     def __call__(self, done: int, total: int) -> bool:
         self.steps, self.total = done, total
@@ -59,6 +66,30 @@ class ProgressReporter:
             self.group.maybe_write()
         # Stays False once stopped, should the model ask again (e.g. when retrying alone).
         return not self.stopped
+
+    def partial_text(self, text_so_far: Callable[[], str]) -> None:
+        """The model offers the answer so far; it is decoded only when published, at the next write."""
+        self._text_so_far = text_so_far
+
+    def record_events(self, session) -> None:
+        """This job's `progress` event (when it moved) and `output` event (when the text grew)."""
+        if self.steps != self._steps_published:
+            self._steps_published = self.steps
+            events.record(session, self.job_id, events.PROGRESS, self.progress_event())
+        if self._text_so_far is not None:
+            text, self._text_so_far = self._text_so_far(), None
+            self.record_output(session, text)
+
+    def record_output(self, session, text: str) -> None:
+        if text != self.text_published:
+            self.text_published = text
+            events.record(session, self.job_id, events.OUTPUT, {"text": text})
+
+    def progress_event(self) -> dict:
+        per_step = self.seconds_per_step()
+        left = max(self.total - self.steps, 0)
+        return {"progress": round(self.fraction(), 4), "step": self.steps, "steps": self.total,
+                "eta_seconds": round(per_step * left, 2) if per_step is not None else None}
 
     def fraction(self) -> float:
         return min(self.steps / max(self.total, 1), 0.99)
