@@ -1,17 +1,22 @@
-"""Fault 1: SIGKILL the worker running a generation; the job completes once, on the other worker."""
+"""Fault 1: SIGKILL the worker running a generation; the job completes once, on the other worker,
+and a client reading the job's event stream throughout sees it taken back and one `completed`."""
 from __future__ import annotations
 
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+from tests.e2e.sse import read_events
 from tests.faults.conftest import figure, rows, stored_files
 
 
 def test_a_killed_workers_job_completes_exactly_once_elsewhere(make_stack, database_url):
     stack = make_stack(workers=2)
     job_id = stack.submit(type="generate", prompt="a lighthouse", num_images=4, seed=5).json()["id"]
+    reader = ThreadPoolExecutor(1)
+    streamed = reader.submit(read_events, f"{stack.base_url}/v1/jobs/{job_id}/events", timeout=120)
     running = stack.wait(job_id, until=lambda job: job["status"] == "running" and job["progress"] > 0.05)
     assert running["attempts"] == 1
     victim = rows(database_url, [job_id])[job_id].worker
@@ -29,3 +34,10 @@ def test_a_killed_workers_job_completes_exactly_once_elsewhere(make_stack, datab
     assert final["attempts"] == 2 and row.worker != victim
     assert len(final["result"]["images"]) == 4
     assert stored_files(stack.settings.data_path, job_id) == ["0.png", "1.png", "2.png", "3.png"]
+
+    events = streamed.result(timeout=30)
+    reader.shutdown()
+    assert [event["data"]["status"] for event in events if event["event"] == "status"] == \
+        ["running", "queued", "running", "succeeded"]
+    assert [event["event"] for event in events].count("completed") == 1
+    assert events[-1]["data"] == stack.job(job_id)
