@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATUS, PROGRESS, OUTPUT, PREVIEW = "status", "progress", "output", "preview"
-_PENDING = "janus_events"  # the key of a session's recorded events in session.info
+_PENDING = "janus_events"
+MAX_REDIS_CONNECTIONS = 16  # per process  # the key of a session's recorded events in session.info
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,11 @@ class RedisEventLog:
         if self._client is None:  # made on first use: after any fork, in the process that uses it
             import redis
 
-            self._client = redis.Redis.from_url(self.url, socket_timeout=10, socket_connect_timeout=5)
+            # A blocking pool: hundreds of streams reading at once (greenlets under gevent) queue
+            # for a few connections instead of opening one each or failing with "Too many connections".
+            pool = redis.BlockingConnectionPool.from_url(self.url, max_connections=MAX_REDIS_CONNECTIONS, timeout=10,
+                                                         socket_timeout=10, socket_connect_timeout=5)
+            self._client = redis.Redis(connection_pool=pool)
         return self._client
 
     @staticmethod
