@@ -1,8 +1,9 @@
 """Who is asking: `Authorization: Bearer <key>` on every /v1 request when auth is on.
 
 Sets `g.tenant` (the key's tenant, or "local" with auth off), `g.api_key_id` and `g.admin`,
-and counts the request against the key's rate limit. /healthz, /readyz, /metrics and
-/openapi.json are in another blueprint and stay open.
+and counts the request against the key's rate limit. An image URL the API signed needs no key
+(api/signed_urls.py). /healthz, /readyz, /metrics and /openapi.json are in another blueprint
+and stay open.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from flask import g, request
 
 from api.errors import ApiError
 from api.services import services
+from api.signed_urls import admit_signed_request, is_signed_image_request
 from jobs import keys
 from jobs.models import LOCAL_OWNER
 
@@ -22,6 +24,9 @@ CHALLENGE = 'Bearer realm="janusq"'
 
 def authenticate() -> None:
     svc = services()
+    if is_signed_image_request():  # an image URL signed by the API stands in for the key
+        admit_signed_request(svc)
+        return
     if not svc.settings.auth_enabled:
         # Auth off means loopback only: whoever is there is the operator.
         g.tenant, g.api_key_id, g.admin = LOCAL_OWNER, None, True

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
+from functools import partial
+from typing import Callable
 
 from flask import Blueprint, Response, g, request
 
@@ -25,6 +27,7 @@ from api.auth import authenticate
 from api.errors import ApiError
 from api.serialize import job_to_dict
 from api.services import Services, services
+from api.signed_urls import image_signer
 from jobs import service, states
 from jobs.events import STATUS, Event, InvalidEventId
 from jobs.models import utcnow
@@ -50,7 +53,10 @@ def job_events(job_id: str):
         raise ApiError.of("not_found", f"no job {job_id}")
     if after == COMPLETED_ID:  # the client has it all: 204 tells an EventSource to stop reconnecting
         return Response(status=204)
-    stream = JobStream(svc, job, after, request.host_url.rstrip("/"))
+    # `completed` shows the job exactly as GET /v1/jobs/<id> does (api/routes.py, _job_out).
+    render = partial(job_to_dict, root=request.host_url.rstrip("/"), result_ttl=svc.settings.result_ttl,
+                     sign=image_signer(svc))
+    stream = JobStream(svc, job, after, render)
     return Response(iter(stream), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -70,8 +76,8 @@ def _last_event_id(svc: Services) -> str | None:
 class JobStream:
     """One client's stream of one job's events; iterating it yields the response's chunks."""
 
-    def __init__(self, svc: Services, job, after: str | None, root: str):
-        self.svc, self.job, self.after, self.root = svc, job, after, root
+    def __init__(self, svc: Services, job, after: str | None, render: Callable[[object], dict]):
+        self.svc, self.job, self.after, self.render = svc, job, after, render
         self.log = svc.db.events
         self.final_status_seen = False
 
@@ -127,7 +133,7 @@ class JobStream:
     def _completed(self, finished):
         job = service.read_job(self.svc.db, self.job.id, owner=self.job.owner) or finished
         if job is not None:
-            yield sse(COMPLETED_ID, "completed", job_to_dict(job, self.root))
+            yield sse(COMPLETED_ID, "completed", self.render(job))
 
 
 def _is_final_status(event: Event) -> bool:

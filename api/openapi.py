@@ -17,6 +17,7 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 SCHEMA_DIALECT = "https://spec.openapis.org/oas/3.1/dialect/base"
 IMAGE_MEDIA_TYPES = "image/png, image/jpeg, image/webp, image/bmp, image/gif"
 BEARER = "bearerAuth"
+SIGNED_URL = "signedUrl"
 # The text fields capped by max_prompt_chars, per request schema.
 CAPPED_TEXT = {"GenerateRequest": "prompt", "UnderstandRequest": "question"}
 
@@ -50,7 +51,14 @@ def build_openapi(settings_max_prompt_chars: int | None = None) -> dict[str, Any
                     "type": "http",
                     "scheme": "bearer",
                     "description": "An API key from `janusq keys create`, as `Authorization: Bearer <key>`.",
-                }
+                },
+                SIGNED_URL: {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "signature",
+                    "description": "Image URLs only: the `expires` and `signature` query parameters of an image "
+                                   "URL from a job's result (HMAC-SHA256, valid JANUS_URL_TTL seconds).",
+                },
             },
         },
     }
@@ -148,6 +156,7 @@ JOB_LINKS = {
     "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}},
     "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/id"}},
     "RetryJob": {"operationId": "retryJob", "parameters": {"job_id": "$response.body#/id"}},
+    "DeleteJob": {"operationId": "deleteJob", "parameters": {"job_id": "$response.body#/id"}},
 }
 NOT_FOUND = _error("No such job, or another tenant's (code not_found).")
 UNAVAILABLE = _error("The database or queue is unreachable (code unavailable).")
@@ -224,7 +233,8 @@ def _paths() -> dict[str, Any]:
                 "summary": "Get a job",
                 "parameters": [JOB_ID],
                 "responses": {"200": _job_response("The job."), "404": NOT_FOUND, "503": UNAVAILABLE},
-            })
+            }),
+            "delete": _guarded(_delete_job()),
         },
         "/v1/jobs/{job_id}/events": {"get": _guarded(_job_events())},
         "/v1/jobs/{job_id}/cancel": {
@@ -422,14 +432,37 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _delete_job() -> dict[str, Any]:
+    return {
+        "operationId": "deleteJob",
+        "summary": "Delete a job and its stored files",
+        "description": (
+            "Deletes the job's images and uploaded input from storage and the job itself, now; "
+            "a GET then answers 404. A queued or running job is canceled first (a running job's "
+            "worker stops at its next checkpoint, and whatever it still stores is deleted too)."
+        ),
+        "parameters": [JOB_ID],
+        "responses": {
+            "204": {"description": "Deleted."},
+            "404": NOT_FOUND,
+            "503": _error("The database or object storage is unreachable (code unavailable); nothing "
+                          "was deleted, or only some files: delete again."),
+        },
+    }
+
+
 def _get_image() -> dict[str, Any]:
     return {
         "operationId": "getJobImage",
         "summary": "One generated image",
         "description": (
             "The image bytes, or a 307 redirect to a signed object-storage URL, depending "
-            "on the storage backend."
+            "on the storage backend. With auth on, the URLs in a job's result are signed "
+            "(`expires`, `signature`) and need no API key until they expire; such a request "
+            "is judged by its signature alone."
         ),
+        # Either an API key or the URL's own signature.
+        "security": [{BEARER: []}, {SIGNED_URL: []}],
         "parameters": [
             JOB_ID,
             {
@@ -439,6 +472,13 @@ def _get_image() -> dict[str, Any]:
                 "schema": {"type": "integer", "minimum": 0, "maximum": schemas.MAX_NUM_IMAGES - 1},
                 "description": "Position in the job's result.images, from 0.",
             },
+            {
+                "name": "expires",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "A signed URL's expiry (Unix time), as given in the job's result.",
+            },
         ],
         "responses": {
             "200": {
@@ -446,7 +486,10 @@ def _get_image() -> dict[str, Any]:
                 "content": {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}},
             },
             "307": {"description": "Redirect to the stored image.", "headers": LOCATION},
+            "403": _error("The URL's signature is not valid (invalid_signature) or has expired "
+                          "(signature_expired: GET the job again for fresh URLs)."),
             "404": _error("No such job, the job has no such image, or it is not finished."),
+            "410": _error("The job's stored files were deleted by retention (code result_expired)."),
             "503": _error("The database or object storage is unreachable (code unavailable)."),
         },
     }

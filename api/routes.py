@@ -1,4 +1,4 @@
-"""The /v1/jobs resource: create, read, list, cancel, retry, images."""
+"""The /v1/jobs resource: create, read, list, cancel, retry, delete, images."""
 from __future__ import annotations
 
 import logging
@@ -12,8 +12,9 @@ from api.images import validate_image
 from api.schemas import parse_job_request, parse_list_query
 from api.serialize import job_path, job_to_dict
 from api.services import Services, services
-from jobs import limits, service, states
-from jobs.models import new_job_id
+from api.signed_urls import image_signer
+from jobs import limits, retention, service, states
+from jobs.models import Job, new_job_id
 from jobs.queue import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def _created(svc: Services, job, replayed: bool = False):
     declined = False
     if wait and job.status not in states.TERMINAL:
         job, declined = _wait_for(svc, job, wait)
-    response = jsonify(job_to_dict(job, _root()))
+    response = jsonify(_job_out(job))
     response.status_code = 200 if job.status in states.TERMINAL else 202
     response.headers["Location"] = job_path(job.id)
     if declined:  # no Preference-Applied: the client polls Location instead
@@ -198,7 +199,7 @@ def get_job(job_id: str):
     job = service.read_job(svc.db, job_id, owner=g.tenant)
     if job is None:
         raise _no_such_job(job_id)
-    return jsonify(job_to_dict(job, _root()))
+    return jsonify(_job_out(job))
 
 
 @jobs_api.get("/v1/jobs")
@@ -210,7 +211,7 @@ def list_jobs():
             page = service.list_jobs(session, owner=g.tenant, **filters)
         except service.InvalidCursor as exc:
             raise ApiError.of("validation_error", str(exc), "cursor") from None
-    return jsonify({"data": [job_to_dict(job, _root()) for job in page.jobs], "next_cursor": page.next_cursor})
+    return jsonify({"data": [_job_out(job) for job in page.jobs], "next_cursor": page.next_cursor})
 
 
 def _list_filters() -> dict:
@@ -227,7 +228,7 @@ def cancel_job(job_id: str):
             raise ApiError.of("conflict", f"job already {job.status}; nothing to cancel", "status")
         session.refresh(job)  # the conditional UPDATE bypassed the loaded object
     # 202 while a running job has yet to reach its next checkpoint and stop.
-    return jsonify(job_to_dict(job, _root())), 200 if job.status == states.CANCELED else 202
+    return jsonify(_job_out(job)), 200 if job.status == states.CANCELED else 202
 
 
 @jobs_api.post("/v1/jobs/<job_id>/retry")
@@ -267,22 +268,48 @@ def _copy_input(svc: Services, original, new_id: str) -> str | None:
     return input_key
 
 
+@jobs_api.delete("/v1/jobs/<job_id>")
+def delete_job(job_id: str):
+    """The job and its stored files, now; a queued or running job is canceled first (see
+    jobs/retention.py for a worker still running it)."""
+    svc = services()
+    if service.read_job(svc.db, job_id, owner=g.tenant) is None:
+        raise _no_such_job(job_id)
+    retention.delete_job(svc.db, svc.storage, job_id)
+    return Response(status=204)
+
+
 @jobs_api.get("/v1/jobs/<job_id>/images/<int:index>")
 def get_image(job_id: str, index: int):
     svc = services()
     with svc.db.session() as session:
-        job = _require_job(session, job_id)
+        job = _image_job(session, job_id)
     images = (job.result or {}).get("images")
     if job.status != states.SUCCEEDED or not images:
         raise ApiError.of("not_found", f"job {job_id} has no images (status {job.status})")
     if index >= len(images):
         raise ApiError.of("not_found", f"job {job_id} has {len(images)} images; no index {index}")
+    if job.result_expired_at is not None:
+        raise ApiError.of("result_expired", f"job {job_id}'s images were deleted at "
+                          f"{job.result_expired_at.isoformat()}, JANUS_RESULT_TTL after it finished")
     key = images[index]["key"]
     url = svc.storage.presigned_url(key, svc.settings.url_ttl)
     if url:
         return redirect(url, code=307)
-    return Response(svc.storage.get(key), mimetype=images[index]["content_type"],
-                    headers={"Cache-Control": "private, max-age=3600"})
+    try:
+        data = svc.storage.get(key)
+    except KeyError:  # deleted a moment ago (DELETE, retention)
+        raise ApiError.of("not_found", f"job {job_id}'s image {index} is no longer stored") from None
+    return Response(data, mimetype=images[index]["content_type"], headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _image_job(session, job_id: str):
+    if g.get("signed_url"):  # the signature names this job: whoever holds the URL may fetch it
+        job = session.get(Job, job_id)
+        if job is None:
+            raise ApiError.of("not_found", f"no job {job_id}")
+        return job
+    return _require_job(session, job_id)
 
 
 def _require_job(session, job_id: str):
@@ -299,3 +326,8 @@ def _no_such_job(job_id: str) -> ApiError:
 
 def _root() -> str:
     return request.host_url.rstrip("/")
+
+
+def _job_out(job) -> dict:
+    svc = services()
+    return job_to_dict(job, _root(), result_ttl=svc.settings.result_ttl, sign=image_signer(svc))

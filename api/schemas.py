@@ -267,7 +267,8 @@ class TextResult(_Out):
 
 
 class ImageOut(_Out):
-    url: str = Field(description="Where to fetch the image; may expire (signed URL).")
+    url: str = Field(description="Where to fetch the image. With auth on it is signed (expires, signature) and "
+                                 "needs no API key for JANUS_URL_TTL seconds; GET the job again for fresh ones.")
     width: int
     height: int
     content_type: str = Field(examples=["image/png"])
@@ -295,6 +296,12 @@ class JobOut(_Out):
     created_at: datetime | None = Field(description="ISO 8601, UTC.")
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    expires_at: datetime | None = Field(None, description=(
+        "When a finished job's stored files (images, uploaded input) are deleted: finished_at + "
+        "JANUS_RESULT_TTL, or when they were; null while unfinished or when results are kept forever."))
+    expired_result: bool = Field(False, description=(
+        "The stored files were deleted by retention: image URLs answer 410 (code result_expired). "
+        "The job itself stays until it is deleted."))
     metrics: JobMetrics
     attempts: int = Field(0, ge=0, description="Runs started so far; a retried or recovered job has more than 1.")
     retry_of: str | None = Field(None, description="The job this one retries (POST /v1/jobs/{id}/retry).")

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Callable
 
 from jobs.models import Job
+from jobs.retention import expires_at
 
 
 def job_path(job_id: str) -> str:
     return f"/v1/jobs/{job_id}"
 
 
-def job_to_dict(job: Job, root: str) -> dict:
+def job_to_dict(job: Job, root: str, *, result_ttl: int = 0, sign: Callable[[str], str] | None = None) -> dict:
     """`job`: a Job, or a row with its columns (service.read_job). `root` is the absolute URL of
-    the API (no trailing slash), for links users can follow."""
+    the API (no trailing slash), for links users can follow; `result_ttl` the retention setting
+    (for expires_at); `sign` turns an image path into the query string of a signed URL
+    (api/signed_urls.py), when images need one."""
     base = root + job_path(job.id)
     return {
         "id": job.id,
@@ -23,6 +27,8 @@ def job_to_dict(job: Job, root: str) -> dict:
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
+        "expires_at": _iso(expires_at(job, result_ttl)),
+        "expired_result": job.result_expired_at is not None,
         "metrics": {
             "queue_seconds": _seconds(job.created_at, job.started_at),
             "run_seconds": round(job.run_seconds, 3) if job.run_seconds is not None else None,
@@ -30,17 +36,17 @@ def job_to_dict(job: Job, root: str) -> dict:
         "attempts": job.attempts or 0,
         "retry_of": job.retry_of,
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
-        "result": _result(job, base),
+        "result": _result(job, root, sign),
         "urls": {"self": base, "cancel": f"{base}/cancel", "retry": f"{base}/retry"},
     }
 
 
-def _result(job: Job, base: str) -> dict | None:
+def _result(job: Job, root: str, sign: Callable[[str], str] | None) -> dict | None:
     if job.result is None:
         return None
     if "images" in job.result:
         result = {"images": [
-            {"url": f"{base}/images/{index}", "width": image["width"], "height": image["height"],
+            {"url": _image_url(root, job.id, index, sign), "width": image["width"], "height": image["height"],
              "content_type": image["content_type"]}
             for index, image in enumerate(job.result["images"])
         ]}
@@ -50,6 +56,11 @@ def _result(job: Job, base: str) -> dict | None:
         result["batch"] = job.result["batch"]
     result["model"] = job.result.get("model")  # what the checkpoint chose (prompt format, normalization)
     return result
+
+
+def _image_url(root: str, job_id: str, index: int, sign: Callable[[str], str] | None) -> str:
+    path = f"{job_path(job_id)}/images/{index}"
+    return f"{root}{path}?{sign(path)}" if sign else root + path
 
 
 def _iso(value: datetime | None) -> str | None:

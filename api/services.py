@@ -40,6 +40,13 @@ class Services:
                             public_endpoint_url=self.settings.s3_public_url)
 
     @cached_property
+    def url_signer(self):
+        """Signs and checks image URLs; the key is read (or made) in the database on first use."""
+        from jobs.url_signing import UrlSigner, signing_key
+
+        return UrlSigner(signing_key(self.settings.url_signing_key, self.db), self.settings.url_ttl)
+
+    @cached_property
     def waits(self):
         """This process's waiting requests (Prefer: wait): capped, and woken by one watcher."""
         from api.waits import WaitRoom

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, SmallInteger, String, Text, false
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, SmallInteger, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -91,6 +91,9 @@ class Job(Base):
         # The per-tenant cap counts a tenant's unfinished jobs on every create (jobs/limits.py):
         # an index range over those alone, however many finished jobs the tenant has.
         Index("ix_jobs_owner_status", "owner", "status"),
+        # Retention (jobs/retention.py): finished jobs whose files are still stored, oldest first.
+        Index("ix_jobs_retention", "finished_at", postgresql_where=text("result_expired_at IS NULL"),
+              sqlite_where=text("result_expired_at IS NULL")),
     )
 
 
@@ -113,6 +116,16 @@ class ApiKey(Base):
         Index("ux_api_keys_key_hash", "key_hash", unique=True),
         Index("ux_api_keys_prefix", "prefix", unique=True),
     )
+
+
+class ServiceSecret(Base):
+    """A secret every process of the service must share (the image URL signing key: jobs/url_signing.py)."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Lock(Base):

@@ -21,6 +21,8 @@ QUEUES = ("generate", "understand")
 LOOPBACK_NAMES = ("localhost",)
 DATABASE_SCHEMES = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
                     "postgresql+psycopg": "postgresql+psycopg", "sqlite": "sqlite"}
+# A guessable HMAC key would let anyone sign image URLs; 32 characters of `openssl rand -hex` are 128 bits.
+MIN_SIGNING_KEY_CHARS = 32
 DATABASE_EXAMPLES = "postgresql://user:password@host:5432/db or sqlite:////path/janus.db"
 # JANUS_* variables that are not server settings: the client's (JANUS_URL, JANUS_API_KEY) and the
 # test suite's (JANUS_TEST_*).
@@ -78,7 +80,14 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
     max_prompt_chars: int = Field(default=4000, ge=1)
+    # Seconds a signed image URL stays valid (S3's presigned ones, and the API's own for local storage).
     url_ttl: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    # The HMAC key of the API's signed image URLs. Empty: a random key generated once and kept in
+    # the database, so every API process (on any machine) signs and verifies with the same one.
+    url_signing_key: str = Field(default="", repr=False)
+    # Retention: a finished job's stored files (images, uploaded input) are deleted this many
+    # seconds after it finished, by the sweeper (0: kept until the job is deleted).
+    result_ttl: int = Field(default=7 * 24 * 3600, ge=0)
 
     # soft < hard < broker visibility timeout, so a job that overruns is stopped by its
     # worker before the broker would hand the message to a second worker.
@@ -176,6 +185,14 @@ class Settings(BaseSettings):
             raise ValueError("s3 URL needs a bucket: s3://bucket/prefix")
         if value.startswith("file:") and not value.startswith("file:///"):
             raise ValueError("a folder must be given as file:///absolute/path")
+        return value
+
+    @field_validator("url_signing_key")
+    @classmethod
+    def _check_signing_key(cls, value: str) -> str:
+        if value and len(value) < MIN_SIGNING_KEY_CHARS:
+            raise ValueError(f"must be at least {MIN_SIGNING_KEY_CHARS} characters (e.g. `openssl rand -hex 32`), "
+                             "or unset to keep a generated one in the database")
         return value
 
     @field_validator("rate_limit_redis_url")

@@ -5,7 +5,8 @@ any number of workers can run the loop and one sweeps):
 - takes back each running job whose lease expired (its worker died, or hangs without renewing):
   queued again for another attempt, or failed with `attempts_exhausted` after `max_attempts`;
 - publishes again each claimable queued job whose last publish is older than `requeue_after`
-  (a lost message: a crash between commit and publish, a broker restart, a dropped message).
+  (a lost message: a crash between commit and publish, a broker restart, a dropped message);
+- retention: deletes the stored files of finished jobs past JANUS_RESULT_TTL (jobs/retention.py).
 Duplicate messages are harmless: a job is claimed by one conditional UPDATE, so the extra
 message finds it taken and is dropped.
 """
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from jobs import states
 from jobs.db import Database
 from jobs.models import Job, Lock, utcnow
+from jobs.retention import Retention
 from jobs.settings import redact_url
 
 log = logging.getLogger(__name__)
@@ -36,12 +38,15 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     exhausted: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    expired_results: list[str] = field(default_factory=list)
 
 
 class Sweeper:
-    def __init__(self, db: Database, publisher, *, requeue_after: float, max_attempts: int):
+    def __init__(self, db: Database, publisher, *, requeue_after: float, max_attempts: int,
+                 retention: Retention | None = None):
         self.db, self.publisher = db, publisher
         self.requeue_after, self.max_attempts = requeue_after, max_attempts
+        self.retention = retention
 
     def sweep(self, now: datetime | None = None) -> SweepReport:
         now = now or utcnow()
@@ -58,9 +63,12 @@ class Sweeper:
             except Exception as exc:  # noqa: BLE001 - the broker is down: the next sweep tries again
                 log.warning("sweeper could not publish job %s: %s", job_id, exc)
                 break
-        if report.requeued or report.exhausted or report.published:
-            log.info("sweep: %d requeued (lease expired), %d failed (attempts exhausted), %d published",
-                     len(report.requeued), len(report.exhausted), len(report.published))
+        if self.retention is not None:
+            report.expired_results = self.retention.expire_results(now)
+        if report.requeued or report.exhausted or report.published or report.expired_results:
+            log.info("sweep: %d requeued (lease expired), %d failed (attempts exhausted), %d published, "
+                     "%d results expired", len(report.requeued), len(report.exhausted), len(report.published),
+                     len(report.expired_results))
         return report
 
     def _take_back_expired(self, session: Session, now: datetime, report: SweepReport) -> None:

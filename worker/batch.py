@@ -16,6 +16,7 @@ from janus_model.errors import GenerationStopped
 from jobs import events, states
 from jobs.db import Database
 from jobs.heartbeat import HeartbeatRow
+from jobs.retention import clean_up_if_deleted
 from jobs.storage import Storage
 from worker.claims import GENERATE, Claimed
 from worker.faults import crash_if_poisoned
@@ -145,6 +146,8 @@ class BatchRunner:
             log.info("job %s %s in %.2f s", job.id, status, reporter.elapsed())
         else:
             log.warning("job %s is no longer this worker's attempt %d; not marked %s", job.id, job.attempt, status)
+            # Deleted while it ran (DELETE /v1/jobs/<id>): what this attempt stored is nobody's now.
+            clean_up_if_deleted(self.db, self.storage, job.id)
         return status
 
     def _holder(self, job: Claimed) -> states.Holder:

@@ -16,7 +16,9 @@ from jobs.db import Database
 from jobs.events import attach_event_log
 from jobs.heartbeat import HeartbeatLoop, HeartbeatRow, WorkerIdentity, heartbeat_database
 from jobs.queue import TASK_NAME, Publisher, make_celery
+from jobs.retention import Retention
 from jobs.settings import QUEUES, Settings
+from jobs.storage import open_storage
 from jobs.sweeper import Sweeper, SweeperLoop
 from worker.model_gate import ModelGate, WaitForModel
 from worker.pool_watch import PoolWatch, WatchPool
@@ -76,8 +78,10 @@ def sweeper_loop(settings: Settings) -> SweeperLoop:
     """Every worker runs the loop; the lock in the database lets one of them sweep at a time."""
     # Unpooled: every worker runs this loop but only the lock holder sweeps; a connection held
     # open for it in each worker would idle, counting against the server's max_connections.
-    sweeper = Sweeper(attach_event_log(Database(settings.database, pooled=False), settings), Publisher(settings),
-                      requeue_after=settings.requeue_after, max_attempts=settings.max_attempts)
+    db = attach_event_log(Database(settings.database, pooled=False), settings)
+    retention = Retention(db, open_storage(settings.storage, settings.s3_endpoint_url), settings.result_ttl)
+    sweeper = Sweeper(db, Publisher(settings), requeue_after=settings.requeue_after,
+                      max_attempts=settings.max_attempts, retention=retention)
     return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)
 
 

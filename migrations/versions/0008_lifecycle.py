@@ -4,7 +4,10 @@
   next checkpoint (canceled, reason `deadline`). Null: no deadline.
 - `priority`: 0 low, 1 normal, 2 high; claims take higher first. Rows from before count as normal.
 - `result_expired_at`: when retention (JANUS_RESULT_TTL) deleted the job's stored files; the API
-  shows `expired_result: true` from then on.
+  shows `expired_result: true` from then on. The sweeper finds the finished jobs still to expire,
+  oldest first, through a partial index on finished_at (only rows not yet expired are in it).
+- `service_secrets`: values every API process must share, e.g. the key of signed image URLs when
+  JANUS_URL_SIGNING_KEY is unset (generated once by the first process that needs it).
 
 Revision ID: 0008
 Revises: 0007
@@ -24,9 +27,20 @@ def upgrade() -> None:
         batch.add_column(sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("priority", sa.SmallInteger(), nullable=False, server_default="1"))
         batch.add_column(sa.Column("result_expired_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_jobs_retention", "jobs", ["finished_at"],
+                    postgresql_where=sa.text("result_expired_at IS NULL"),
+                    sqlite_where=sa.text("result_expired_at IS NULL"))
+    op.create_table(
+        "service_secrets",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(255), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("service_secrets")
+    op.drop_index("ix_jobs_retention", table_name="jobs")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("result_expired_at")
         batch.drop_column("priority")

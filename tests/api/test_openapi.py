@@ -68,8 +68,9 @@ EXPECTED_OPERATIONS = {
     ("/v1/jobs", "post"): {"202", "400", "413", "415", "422", "503"},
     ("/v1/jobs", "get"): {"200", "422"},
     ("/v1/jobs/{job_id}", "get"): {"200", "404"},
+    ("/v1/jobs/{job_id}", "delete"): {"204", "404", "503"},
     ("/v1/jobs/{job_id}/cancel", "post"): {"200", "202", "404", "409"},
-    ("/v1/jobs/{job_id}/images/{index}", "get"): {"200", "307", "404"},
+    ("/v1/jobs/{job_id}/images/{index}", "get"): {"200", "307", "403", "404", "410"},
     ("/v1/workers", "get"): {"200", "401", "403"},
     ("/healthz", "get"): {"200"},
     ("/readyz", "get"): {"200", "503"},
@@ -217,7 +218,10 @@ def test_bearer_auth_is_the_default_security(doc):
 @pytest.mark.parametrize("path, method", V1_OPERATIONS)
 def test_v1_operations_document_401_and_429(doc, path, method):
     operation = doc["paths"][path][method]
-    assert "security" not in operation  # the document's default: a bearer key
+    if path.endswith("/images/{index}"):  # a key, or the signature of an image URL from a job's result
+        assert operation["security"] == [{"bearerAuth": []}, {"signedUrl": []}]
+    else:
+        assert "security" not in operation  # the document's default: a bearer key
     unauthorized = operation["responses"]["401"]
     assert unauthorized["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
     assert "WWW-Authenticate" in unauthorized["headers"]
