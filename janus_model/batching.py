@@ -13,6 +13,7 @@ import torch
 
 from janus_model.errors import GenerationStopped
 from janus_model.image_batch import ImageRow, generate_codes
+from janus_model.previews import preview_every, preview_jpegs
 from janus_model.sampling import row_seed
 from janus_model.text_batch import generate_answers
 
@@ -101,12 +102,32 @@ def image_codes_for_jobs(engine, requests: list, prompts: dict[int, torch.LongTe
             continue
         rows = [image_row(requests[live[part.request]], prompts[live[part.request]], part.start + k)
                 for part in active for k in range(part.count)]
-        result = generate_codes(engine, rows, step_reporter(jobs, active, lambda part: steps))
+        on_codes, every = preview_hook(engine, [requests[live[part.request]] for part in active], active)
+        result = generate_codes(engine, rows, step_reporter(jobs, active, lambda part: steps), on_codes, every)
         for part, chunk in zip(active, _split(result, active)):
             jobs[part.request].offset += steps
             codes[live[part.request]].append(chunk)
     return {index: GenerationStopped("stopped on request") if jobs[position].stopped else torch.cat(codes[index])
             for position, index in enumerate(live)}
+
+
+def preview_hook(engine, members: list, parts: list[Slice]):
+    """(on_codes, every) for generate_codes: one VQ decode of the whole batch's partial images,
+    handed out to the jobs that asked for previews (their ImageRequest.on_preview); (None, 0)
+    when none did."""
+    wanting = [request.previews for request in members if getattr(request, "on_preview", None) and request.previews]
+    if not wanting:
+        return None, 0
+
+    def on_codes(done: int, codes: torch.LongTensor) -> None:
+        jpegs = preview_jpegs(engine.model, codes, engine.image_token_count)
+        offset = 0
+        for request, part in zip(members, parts):
+            if request.on_preview is not None and request.previews:
+                request.on_preview([(part.start + k, jpegs[offset + k]) for k in range(part.count)], done)
+            offset += part.count
+
+    return on_codes, preview_every(engine.image_token_count, max(wanting))
 
 
 def image_row(request, prompt_ids: torch.LongTensor, image_index: int) -> ImageRow:

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     events_ttl: int = Field(default=3600, ge=10, le=30 * 24 * 3600)
     events_max_length: int = Field(default=1000, ge=10, le=1_000_000)
     events_heartbeat: float = Field(default=15, gt=0, le=300)
+    # Preview JPEGs per image of a generate job, published as `preview` events (0: none).
+    previews: int = Field(default=8, ge=0, le=64)
 
     # API keys (`janusq keys`). auto: required unless the API listens on loopback only; off is
     # refused on any other address, so a reachable API never runs without keys.

@@ -31,11 +31,12 @@ log = logging.getLogger("worker.executor")
 class BatchRunner:
     def __init__(self, db: Database, storage: Storage, model_provider: Callable, progress_interval: float, *,
                  worker_name: str = "", lease_seconds: float = 60, retry: RetryPolicy = RetryPolicy(),
-                 heartbeat: HeartbeatRow | None = None):
+                 heartbeat: HeartbeatRow | None = None, previews: int = 0):
         self.db, self.storage, self.model_provider = db, storage, model_provider
         self.progress_interval = progress_interval
         self.worker_name, self.lease_seconds, self.retry = worker_name, lease_seconds, retry
         self.heartbeat = heartbeat
+        self.previews = previews  # per image of a generate job (JANUS_PREVIEWS)
 
     def run(self, batch: list[Claimed]) -> dict[str, str]:
         """Runs claimed jobs of one type together; returns each job's status by id afterwards."""
@@ -59,7 +60,7 @@ class BatchRunner:
             ready = []
             for job in batch:
                 try:
-                    ready.append((job, model_request(job, self.storage, reporters[job.id])))
+                    ready.append((job, model_request(job, self.storage, reporters[job.id], self.previews)))
                 except Exception as exc:  # noqa: BLE001 - a bad input fails its own job only
                     statuses[job.id] = self._fail(job, reporters[job.id], exc)
             if ready:

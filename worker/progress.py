@@ -8,6 +8,7 @@ event stream moves at the pace of the progress column (jobs/events.py).
 """
 from __future__ import annotations
 
+import base64
 import time
 from typing import Callable
 
@@ -59,6 +60,7 @@ class ProgressReporter:
         self._steps_published = 0
         self._text_so_far: Callable[[], str] | None = None
         self.text_published: str | None = None
+        self._preview: dict | None = None  # the latest preview not yet published
 
     def __call__(self, done: int, total: int) -> bool:
         self.steps, self.total = done, total
@@ -79,6 +81,16 @@ class ProgressReporter:
         if self._text_so_far is not None:
             text, self._text_so_far = self._text_so_far(), None
             self.record_output(session, text)
+        if self._preview is not None:
+            events.record(session, self.job_id, events.PREVIEW, self._preview)
+            self._preview = None
+
+    def preview(self, images: list[tuple[int, bytes]], step: int) -> None:
+        """The model's latest preview JPEGs of this job's images (after `step` of each image's
+        tokens); a newer one replaces it unpublished, so only the latest goes out each write."""
+        self._preview = {"tokens": step, "images": [
+            {"index": index, "url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}
+            for index, jpeg in images]}
 
     def record_output(self, session, text: str) -> None:
         if text != self.text_published:

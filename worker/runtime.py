@@ -79,7 +79,7 @@ class WorkerRuntime:
                                            self.settings.lease_seconds),
                         drain_seconds=self.drain_seconds, should_stop=self.stopping.is_set,
                         retry=RetryPolicy(self.settings.max_attempts, self.settings.retry_backoff),
-                        job_types=job_types, heartbeat=self.heartbeat_row())
+                        job_types=job_types, heartbeat=self.heartbeat_row(), previews=self.settings.previews)
 
     def heartbeat_row(self) -> HeartbeatRow:
         """This worker's heartbeat row, written through this process's own connections."""

@@ -35,6 +35,7 @@ def served(request, tmp_path_factory, redis_url):
         env = {"JANUS_DATA_DIR": str(tmp_path_factory.mktemp("var")), "JANUS_DATABASE_URL": database_url,
                "JANUS_BROKER_URL": redis_url, "JANUS_MODEL": MODEL, "JANUS_AUTH": "on",
                "JANUS_PROGRESS_INTERVAL": "0.2", "JANUS_EVENTS_HEARTBEAT": "1",
+               "JANUS_MAX_BATCH_IMAGES": "16",
                "JANUS_API_WORKER_CLASS": request.param, "JANUS_API_WORKERS": "2"}
         stack = Stack(env, tmp_path_factory.mktemp(f"logs-{request.param}"))
         try:
@@ -130,7 +131,9 @@ def test_the_stream_of_a_finished_job_is_its_history_then_completed(served):
 def test_a_canceled_queued_job_ends_its_stream(served):
     stack, key, _ = served
     blocker = _submit(stack, key, {**GENERATE, "num_images": 16})  # keeps the one worker busy
-    job_id = _submit(stack, key, {**GENERATE, "num_images": 16})
+    while _job(stack, blocker, key)["status"] == "queued":
+        time.sleep(0.05)
+    job_id = _submit(stack, key, {**GENERATE, "num_images": 16})  # a batch of 16 images at most: it waits
     requests.post(f"{stack.base_url}/v1/jobs/{job_id}/cancel", headers=_auth(key), timeout=10)
     events = read_events(_events_url(stack, job_id), _auth(key), timeout=10)
     assert [event["event"] for event in events] == ["status", "completed"]
