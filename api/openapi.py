@@ -198,7 +198,8 @@ def _job_events() -> dict[str, Any]:
         "description": (
             "Sent as text/event-stream while the job runs: `status` ({status, error?}: each transition), "
             "`progress` ({progress, step, steps, eta_seconds}), `output` ({text}: an understand job's answer "
-            "so far; the last equals result.text), then `completed` (the job exactly as GET /v1/jobs/{job_id} "
+            "so far; the last equals result.text), `preview` ({tokens, images: [{index, url}]}: a generate job's "
+            "images drawn so far as small JPEG data URLs), then `completed` (the job exactly as GET /v1/jobs/{job_id} "
             "returns it, id `completed`), and the stream closes. Every event has an `id` and an `at` time; "
             "a client that reconnects with Last-Event-ID gets the events after that one, and one that "
             "connects after the job finished gets its history and `completed` at once. Comments "

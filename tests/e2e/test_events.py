@@ -8,11 +8,16 @@ the end with the tiny model.
 """
 from __future__ import annotations
 
+import base64
+import io
 import time
 import uuid
 
+import numpy as np
+
 import pytest
 import requests
+from PIL import Image
 
 from jobs.db import Database
 from jobs.keys import create_key
@@ -166,3 +171,26 @@ def test_the_embedded_stack_streams_from_its_database(embedded_stack):
     assert [event["data"]["status"] for event in events if event["event"] == "status"] == ["running", "succeeded"]
     assert any(event["event"] == "progress" for event in events)
     assert events[-1]["data"] == embedded_stack.job(job_id)
+    _check_previews(embedded_stack, job_id, [event["data"] for event in events if event["event"] == "preview"])
+
+
+def _check_previews(stack: Stack, job_id: str, previews: list[dict]) -> None:
+    """JPEGs that show more of the final image as the tokens come."""
+    assert len(previews) >= 3, previews
+    tokens = [preview["tokens"] for preview in previews]
+    assert tokens == sorted(set(tokens)) and tokens[-1] < 576
+    final = Image.open(io.BytesIO(requests.get(f"{stack.base_url}/v1/jobs/{job_id}/images/0", timeout=10).content))
+    final = np.asarray(final.convert("RGB").resize((24, 24), Image.BILINEAR), dtype=float)
+    distances = []
+    for preview in previews:
+        [image] = preview["images"]
+        assert image["index"] == 0 and image["url"].startswith("data:image/jpeg;base64,")
+        jpeg = Image.open(io.BytesIO(base64.b64decode(image["url"].split(",", 1)[1])))
+        assert jpeg.format == "JPEG" and jpeg.size == (192, 192)
+        shown = np.asarray(jpeg.convert("RGB").resize((24, 24), Image.BILINEAR), dtype=float)
+        # Rows not drawn yet are neutral grey; drawn rows follow the final image's colours.
+        drawn = max(1, preview["tokens"] // 24)
+        distances.append((np.abs(shown[:drawn] - final[:drawn]).mean(), np.abs(shown - final).mean()))
+    print("preview distances (drawn rows, whole image):", distances)
+    assert max(drawn for drawn, _ in distances) < 60, distances
+    assert distances[-1][1] < distances[0][1], distances  # sharper: more of the final image shows
