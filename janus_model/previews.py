@@ -30,7 +30,7 @@ FIT_GRIDS = 2  # random grids decoded to fit the palette: 1152 patches for a (em
 
 def preview_every(image_tokens: int, previews: int) -> int:
     """Tokens between previews for `previews` per image (0: none)."""
-    return 0 if previews <= 0 else max(1, image_tokens // (previews + 1))
+    return 0 if previews <= 0 else max(1, -(-image_tokens // (previews + 1)))  # rounded up: no extra one at the end
 
 
 @lru_cache(maxsize=4)
