@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from api import schemas
+from jobs.lifecycle import MAX_DEADLINE_SECONDS
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 SCHEMA_DIALECT = "https://spec.openapis.org/oas/3.1/dialect/base"
@@ -35,7 +36,7 @@ def build_openapi(settings_max_prompt_chars: int | None = None) -> dict[str, Any
             "description": (
                 "Asynchronous jobs for DeepSeek's Janus model: image generation from text "
                 "(`generate`) and questions about an image (`understand`). Create a job, "
-                "then poll it by id until its status is succeeded, failed or canceled. "
+                "then poll it by id until its status is succeeded, failed, canceled or expired. "
                 "Requests to /v1 carry an API key (`Authorization: Bearer <key>`, made with "
                 "`janusq keys create`) unless the server runs with auth off on loopback; each "
                 "key sees only its tenant's jobs."
@@ -44,6 +45,7 @@ def build_openapi(settings_max_prompt_chars: int | None = None) -> dict[str, Any
         # Every operation needs a key unless it says `security: []` (the probes, metrics, this).
         "security": [{BEARER: []}],
         "paths": _paths(),
+        "webhooks": _webhooks(),
         "components": {
             "schemas": components,
             "securitySchemes": {
@@ -147,6 +149,13 @@ JOB_ID = {
     "required": True,
     "schema": {"type": "string", "maxLength": 64},
     "description": "The job's id.",
+}
+CANCEL_AFTER = {
+    "name": "Cancel-After", "in": "header", "required": False,
+    "description": "The job's deadline, in whole seconds from now: still queued then, it ends `expired` without "
+                   "running; running, it stops at its next checkpoint and ends `canceled` (error code "
+                   "`deadline`). Unrelated to `Prefer: wait`.",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DEADLINE_SECONDS},
 }
 LOCATION = {
     "Location": {"description": "The job's URL.", "schema": {"type": "string"}},
@@ -257,16 +266,18 @@ def _paths() -> dict[str, Any]:
         "/v1/jobs/{job_id}/retry": {
             "post": _guarded({
                 "operationId": "retryJob",
-                "summary": "Retry a failed or canceled job",
-                "description": "A new job with the same input and parameters; a new seed unless the "
-                               "original's seed was given in its request. The new job's retry_of names "
-                               "the original.",
-                "parameters": [JOB_ID],
+                "summary": "Retry a failed, canceled or expired job",
+                "description": "A new job with the same input, parameters and priority; a new seed unless the "
+                               "original's seed was given in its request; the original's deadline length "
+                               "counted from now, unless Cancel-After gives another. The new job's retry_of "
+                               "names the original.",
+                "parameters": [JOB_ID, CANCEL_AFTER],
                 "responses": {
                     "202": {**_job_response("The new job, queued."), "headers": LOCATION},
                     "404": NOT_FOUND,
                     "409": _error("The job is queued, running or succeeded, or its input image is no "
                                   "longer stored (code conflict)."),
+                    "422": _error("Cancel-After is not whole seconds in range (validation_error)."),
                     "429": {**_error("Over the key's rate limit (rate_limited) or the tenant's unfinished-jobs "
                                      "cap (too_many_unfinished_jobs); nothing was created."),
                             "headers": RETRY_AFTER},
@@ -320,7 +331,9 @@ def _create_job() -> dict[str, Any]:
             "JANUS_MAX_WAIT_SECONDS) for the job to finish: 200 if it did, else 202, with "
             "Preference-Applied. An API process holding as many waits as it may "
             "(JANUS_MAX_WAITING_REQUESTS) declines the wait: 202 at once, no Preference-Applied, "
-            "Retry-After: poll Location then."
+            "Retry-After: poll Location then. "
+            "`Cancel-After` (or `deadline_seconds` in the body) sets the job's deadline; the wait "
+            "is no deadline and never cancels the job."
         ),
         "parameters": [{
             "name": "Idempotency-Key", "in": "header", "required": False,
@@ -330,7 +343,7 @@ def _create_job() -> dict[str, Any]:
             "name": "Prefer", "in": "header", "required": False,
             "description": "`wait=N`: wait up to N seconds for the job to finish (RFC 7240).",
             "schema": {"type": "string"},
-        }],
+        }, CANCEL_AFTER],
         "requestBody": {
             "required": True,
             "content": {
@@ -362,8 +375,9 @@ def _create_job() -> dict[str, Any]:
                 "than PNG, JPEG, WEBP, BMP, GIF (unsupported_image_format)."
             ),
             "422": _error(
-                "A field is invalid: validation_error, prompt_too_long, invalid_image, "
-                "image_too_large; `field` names it."
+                "A field or the Cancel-After header is invalid: validation_error, prompt_too_long, "
+                "invalid_image, image_too_large; `field` names it. A webhook whose host resolves to a private, "
+                "loopback or link-local address is refused (field webhook) unless JANUS_WEBHOOK_ALLOW_PRIVATE."
             ),
             "429": {
                 **_error(
@@ -376,6 +390,34 @@ def _create_job() -> dict[str, Any]:
             "503": UNAVAILABLE,
         },
     }
+
+
+def _webhooks() -> dict[str, Any]:
+    """What a job's `webhook` receives (OpenAPI 3.1's webhooks; README.md, "Webhooks")."""
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": True, "description": description,
+                "schema": {"type": "string"}}
+
+    return {"jobEvent": {"post": {
+        "operationId": "jobEvent",
+        "summary": "A job's event, POSTed to its webhook",
+        "description": (
+            "Sent for each event the job's `webhook_events` asks for: start (a worker started it), progress "
+            "(while it runs, at most one every 2 s), completed (it reached a final status). The body is the job as "
+            "GET /v1/jobs/{id} returns it at the event (webhook_deliveries null). Signed per Standard Webhooks "
+            "(https://www.standardwebhooks.com) with the tenant's secret (`janusq webhooks secret`). Delivered "
+            "at least once: anything but a 2xx within JANUS_WEBHOOK_TIMEOUT seconds is retried with the same "
+            "webhook-id, with backoff, for JANUS_WEBHOOK_RETRY_SECONDS; redirects are not followed."),
+        "security": [],
+        "parameters": [
+            header("webhook-id", "The delivery's id (msg_...), the same on each of its retries: deduplicate by it."),
+            header("webhook-timestamp", "The attempt's time, Unix seconds."),
+            header("webhook-signature", "`v1,` + base64 of HMAC-SHA256 over `<webhook-id>.<webhook-timestamp>."
+                                        "<body>`, keyed with the base64-decoded part of the tenant's whsec_ secret."),
+        ],
+        "requestBody": {"required": True, "content": _json("JobOut")},
+        "responses": {"200": {"description": "Received (any 2xx). Anything else is retried."}},
+    }}}
 
 
 def _list_jobs() -> dict[str, Any]:

@@ -6,6 +6,7 @@ import logging
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy.exc import IntegrityError
 
+from api import scheduling, webhooks
 from api.auth import authenticate
 from api.errors import ApiError
 from api.images import validate_image
@@ -16,6 +17,7 @@ from api.signed_urls import image_signer
 from jobs import limits, retention, service, states
 from jobs.models import Job, new_job_id
 from jobs.queue import BrokerUnavailable
+from jobs.webhooks import outbox
 
 log = logging.getLogger(__name__)
 jobs_api = Blueprint("jobs_api", __name__)
@@ -31,8 +33,12 @@ def create_job():
                                svc.settings.max_prompt_chars)
     _check_fits_model(svc, parsed.request)
     params = {key: value for key, value in parsed.params.items() if key != "type"}
+    plan = scheduling.for_create(parsed.request, request.headers.get(scheduling.CANCEL_AFTER))
+    webhook = webhooks.for_create(parsed.request, svc.settings.webhook_allow_private)
     key = _idempotency_key()
-    fingerprint = service.request_fingerprint(parsed.type, params, parsed.image_bytes)
+    # A request without a webhook keeps the fingerprint it had before webhooks existed.
+    fingerprinted = {**params, **plan.fingerprint_fields(), **(webhook.fingerprint_fields() if webhook else {})}
+    fingerprint = service.request_fingerprint(parsed.type, fingerprinted, parsed.image_bytes)
     if key and (earlier := _earlier_job(svc, key, fingerprint)):
         return _created(svc, earlier, replayed=True)
     job_id = new_job_id()
@@ -47,7 +53,8 @@ def create_job():
         svc.storage.put(input_key, image.png_bytes, "image/png")
         params["image"] = {"width": image.width, "height": image.height, "format": image.format}
     job = service.new_job(parsed.type, params, job_id=job_id, input_key=input_key, owner=g.tenant,
-                          idempotency_key=key, request_hash=fingerprint)
+                          idempotency_key=key, request_hash=fingerprint, priority=plan.priority,
+                          deadline_seconds=plan.deadline_seconds, **(webhook.job_fields(_root()) if webhook else {}))
     try:
         # The exact cap check, with the insert (see jobs/limits.py).
         limits.insert_within_cap(svc.db, job, svc.settings.max_unfinished_jobs)
@@ -211,7 +218,9 @@ def list_jobs():
             page = service.list_jobs(session, owner=g.tenant, **filters)
         except service.InvalidCursor as exc:
             raise ApiError.of("validation_error", str(exc), "cursor") from None
-    return jsonify({"data": [_job_out(job) for job in page.jobs], "next_cursor": page.next_cursor})
+    deliveries = outbox.deliveries_of(svc.db, [job.id for job in page.jobs if job.webhook])  # one read
+    return jsonify({"data": [_job_out(job, deliveries.get(job.id)) for job in page.jobs],
+                    "next_cursor": page.next_cursor})
 
 
 def _list_filters() -> dict:
@@ -233,18 +242,20 @@ def cancel_job(job_id: str):
 
 @jobs_api.post("/v1/jobs/<job_id>/retry")
 def retry_job(job_id: str):
-    """A new job with the failed or canceled one's input and parameters (a new seed where the
-    service had chosen it), pointing back at it with retry_of."""
+    """A new job with the failed, canceled or expired one's input, parameters, priority and deadline
+    length (a new seed where the service had chosen it), pointing back at it with retry_of."""
     svc = services()
     with svc.db.read_session() as session:
         original = _require_job(session, job_id)
     if original.status not in states.RETRYABLE:
-        raise ApiError.of("conflict", f"job is {original.status}; only a failed or canceled job can be retried",
-                          "status")
+        raise ApiError.of("conflict", f"job is {original.status}; only a failed, canceled or expired job can be "
+                                      "retried", "status")
+    plan = scheduling.for_retry(original, request.headers.get(scheduling.CANCEL_AFTER))
     new_id = new_job_id()
     input_key = _copy_input(svc, original, new_id)
     job = service.new_job(original.type, service.retry_params(original), job_id=new_id,
-                          input_key=input_key, owner=g.tenant, retry_of=original.id)
+                          input_key=input_key, owner=g.tenant, retry_of=original.id, priority=plan.priority,
+                          deadline_seconds=plan.deadline_seconds, **webhooks.for_retry(original))
     try:
         limits.insert_within_cap(svc.db, job, svc.settings.max_unfinished_jobs)
     except limits.TooManyUnfinishedJobs as exc:
@@ -328,6 +339,10 @@ def _root() -> str:
     return request.host_url.rstrip("/")
 
 
-def _job_out(job) -> dict:
+def _job_out(job, deliveries: list | None = None) -> dict:
+    """The job as users see it; with a webhook, its deliveries too (read here unless given)."""
     svc = services()
-    return job_to_dict(job, _root(), result_ttl=svc.settings.result_ttl, sign=image_signer(svc))
+    if job.webhook and deliveries is None:
+        deliveries = outbox.deliveries_of(svc.db, [job.id])[job.id]
+    return job_to_dict(job, _root(), result_ttl=svc.settings.result_ttl, sign=image_signer(svc),
+                       deliveries=deliveries)

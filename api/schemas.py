@@ -31,10 +31,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
+from jobs.lifecycle import MAX_DEADLINE_SECONDS, PRIORITIES
 from jobs.settings import Settings
+from jobs.webhooks.addresses import MAX_URL_LENGTH, url_problem
 
 JobType = Literal["generate", "understand"]
-JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
+Priority = Literal["low", "normal", "high"]
+WebhookEvent = Literal["start", "progress", "completed"]
 JOB_TYPES: tuple[str, ...] = get_args(JobType)
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 
@@ -104,6 +108,16 @@ ImageInput = Annotated[
 ]
 
 Seed = Annotated[int, Field(ge=0, lt=MAX_SEED)]
+DeadlineSeconds = Annotated[int, Field(ge=1, le=MAX_DEADLINE_SECONDS)]
+
+# Both request kinds take these; they go on the job's own fields (priority, deadline_at), not
+# into its params, hence exclude.
+PRIORITY_DESCRIPTION = ("Which queued jobs workers take first: high before normal before low; within "
+                        "one priority the oldest first, taken in turn across tenants (fair share).")
+DEADLINE_DESCRIPTION = (f"Seconds from now, 1 to {MAX_DEADLINE_SECONDS}, after which the job is no longer "
+                        "wanted: still queued then, it ends `expired` without running; running, it stops at "
+                        "its next checkpoint and ends `canceled` with error code `deadline`. The same as a "
+                        "`Cancel-After` header.")
 
 
 def _check_chars(value: str, info: ValidationInfo) -> str:
@@ -121,10 +135,44 @@ def _check_chars(value: str, info: ValidationInfo) -> str:
 _REQUEST_CONFIG = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
 
 
+class _WebhookFields(BaseModel):
+    """Both request kinds take these; they go on the job's own columns (exclude: not its params)."""
+
+    model_config = _REQUEST_CONFIG
+
+    webhook: str | None = Field(
+        None, exclude=True, max_length=MAX_URL_LENGTH,
+        description=("An http:// or https:// URL to POST the job's events to, signed per Standard Webhooks "
+                     "(headers webhook-id, webhook-timestamp, webhook-signature; see the webhooks section). "
+                     "A host that resolves to a private, loopback or link-local address is refused unless the "
+                     "server allows it (JANUS_WEBHOOK_ALLOW_PRIVATE)."))
+    webhook_events: list[WebhookEvent] | None = Field(
+        None, exclude=True, min_length=1,
+        description=("Which events to deliver (needs `webhook`): start (the job started running), progress "
+                     "(while it runs, at most one every 2 s), completed (it reached a final status: succeeded, "
+                     "failed, canceled or expired). Default [\"completed\"]. In multipart/form-data: comma-separated text."))
+
+    @field_validator("webhook")
+    @classmethod
+    def _check_webhook(cls, value: str | None) -> str | None:
+        problem = url_problem(value) if value is not None else None
+        if problem:
+            raise PydanticCustomError("invalid_webhook", "{problem}", {"problem": problem})
+        return value
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _one_of_each(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        # `webhook` is validated first (declared first); absent from info.data when it was invalid.
+        if value is not None and "webhook" in info.data and info.data["webhook"] is None:
+            raise PydanticCustomError("webhook_events_without_webhook", "needs a webhook")
+        return list(dict.fromkeys(value)) if value is not None else None
+
+
 # --- requests ------------------------------------------------------------------------
 
 
-class GenerateRequest(BaseModel):
+class GenerateRequest(_WebhookFields):
     """Text-to-image: `num_images` images for one prompt."""
 
     model_config = _REQUEST_CONFIG
@@ -158,6 +206,8 @@ class GenerateRequest(BaseModel):
     seed: Seed | None = Field(
         None, description="Random seed for reproducible output, 0 <= seed < 2**63; omit for random."
     )
+    priority: Priority = Field("normal", exclude=True, description=PRIORITY_DESCRIPTION)
+    deadline_seconds: DeadlineSeconds | None = Field(None, exclude=True, description=DEADLINE_DESCRIPTION)
 
     @field_validator("prompt")
     @classmethod
@@ -165,7 +215,7 @@ class GenerateRequest(BaseModel):
         return _check_chars(value, info)
 
 
-class UnderstandRequest(BaseModel):
+class UnderstandRequest(_WebhookFields):
     """Image understanding: answer a question about one image."""
 
     model_config = _REQUEST_CONFIG
@@ -194,6 +244,8 @@ class UnderstandRequest(BaseModel):
     seed: Seed | None = Field(
         None, description="Random seed for reproducible output, 0 <= seed < 2**63; omit for random."
     )
+    priority: Priority = Field("normal", exclude=True, description=PRIORITY_DESCRIPTION)
+    deadline_seconds: DeadlineSeconds | None = Field(None, exclude=True, description=DEADLINE_DESCRIPTION)
 
     @field_validator("question")
     @classmethod
@@ -284,7 +336,22 @@ class ImagesResult(_Out):
 class JobUrls(_Out):
     self: str = Field(description="This job.")
     cancel: str = Field(description="POST here to cancel the job.")
-    retry: str = Field(description="POST here to run a failed or canceled job again, as a new job.")
+    retry: str = Field(description="POST here to run a failed, canceled or expired job again, as a new job.")
+
+
+class WebhookDeliveryOut(_Out):
+    id: str = Field(description="The delivery's webhook-id header, the same on each of its attempts.")
+    event: WebhookEvent
+    status: Literal["pending", "delivered", "failed"] = Field(
+        description="pending (not yet delivered; retried), delivered (a 2xx answer), failed (given up after "
+                    "JANUS_WEBHOOK_RETRY_SECONDS).")
+    attempts: int = Field(ge=0)
+    status_code: int | None = Field(None, description="The HTTP status of the last attempt; null: no answer.")
+    last_error: str | None = Field(None, description="Why the last attempt failed.")
+    created_at: datetime
+    last_attempt_at: datetime | None = None
+    next_attempt_at: datetime | None = Field(None, description="When a pending delivery is tried next.")
+    finished_at: datetime | None = None
 
 
 class JobOut(_Out):
@@ -305,10 +372,19 @@ class JobOut(_Out):
     metrics: JobMetrics
     attempts: int = Field(0, ge=0, description="Runs started so far; a retried or recovered job has more than 1.")
     retry_of: str | None = Field(None, description="The job this one retries (POST /v1/jobs/{id}/retry).")
+    priority: Priority = Field("normal", description="Its claim priority (see the create request).")
+    deadline_at: datetime | None = Field(None, description="When it stops being wanted (Cancel-After or "
+                                                           "deadline_seconds); null: no deadline.")
     error: JobErrorOut | None = Field(None, description="Why it failed; on a queued job, why its last attempt "
-                                                        "failed before the retry.")
+                                                        "failed before the retry; on a job its deadline ended "
+                                                        "(expired, or canceled while running), code deadline.")
     result: TextResult | ImagesResult | None = None
     urls: JobUrls
+    webhook: str | None = Field(None, description="Where the job's events are POSTed; null: none.")
+    webhook_events: list[WebhookEvent] | None = None
+    webhook_deliveries: list[WebhookDeliveryOut] | None = Field(
+        None, description="The job's webhook deliveries, oldest first (the latest 20): null for a job without a "
+                          "webhook, and in the body of a delivery itself.")
 
 
 class JobList(_Out):
@@ -383,8 +459,12 @@ class ParsedJob:
 
     @property
     def params(self) -> dict[str, Any]:
-        """JSON-ready parameters to store on the job (the image is excluded)."""
+        """JSON-ready parameters to store on the job (the image, priority and deadline are excluded)."""
         return self.request.model_dump(mode="json")
+
+    @property
+    def priority(self) -> int:
+        return PRIORITIES[self.request.priority]
 
 
 _CUSTOM_CODES = {"invalid_image", "prompt_too_long"}
@@ -522,6 +602,13 @@ def _convert_strings(model: type[BaseModel], data: Mapping[str, Any]) -> dict[st
         raw = converted.get(name)
         if not isinstance(raw, str):
             continue
+        if _is_list(info.annotation):  # a list field's form value: comma-separated
+            items = [item.strip() for item in raw.split(",") if item.strip()]
+            if items:
+                converted[name] = items
+            else:
+                del converted[name]
+            continue
         kinds = _scalar_types(info.annotation)
         if kinds & {str, bytes}:
             continue
@@ -546,3 +633,9 @@ def _scalar_types(annotation: Any) -> set[type]:
     if annotation is NoneType:
         return set()
     return {annotation} if isinstance(annotation, type) else set()
+
+
+def _is_list(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_is_list(arg) for arg in get_args(annotation))
+    return get_origin(annotation) is list

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Callable
 
+from jobs.lifecycle import priority_name
 from jobs.models import Job
 from jobs.retention import expires_at
 
@@ -12,11 +13,13 @@ def job_path(job_id: str) -> str:
     return f"/v1/jobs/{job_id}"
 
 
-def job_to_dict(job: Job, root: str, *, result_ttl: int = 0, sign: Callable[[str], str] | None = None) -> dict:
+def job_to_dict(job: Job, root: str, *, result_ttl: int = 0, sign: Callable[[str], str] | None = None,
+                deliveries: list | None = None) -> dict:
     """`job`: a Job, or a row with its columns (service.read_job). `root` is the absolute URL of
     the API (no trailing slash), for links users can follow; `result_ttl` the retention setting
     (for expires_at); `sign` turns an image path into the query string of a signed URL
-    (api/signed_urls.py), when images need one."""
+    (api/signed_urls.py), when images need one. `deliveries`: its webhook deliveries
+    (jobs/webhooks/outbox.deliveries_of); None for a job without a webhook, and in a delivery's body."""
     base = root + job_path(job.id)
     return {
         "id": job.id,
@@ -35,10 +38,23 @@ def job_to_dict(job: Job, root: str, *, result_ttl: int = 0, sign: Callable[[str
         },
         "attempts": job.attempts or 0,
         "retry_of": job.retry_of,
+        "priority": priority_name(job.priority),
+        "deadline_at": _iso(job.deadline_at),
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "result": _result(job, root, sign),
         "urls": {"self": base, "cancel": f"{base}/cancel", "retry": f"{base}/retry"},
+        "webhook": job.webhook,
+        "webhook_events": job.webhook_events,
+        "webhook_deliveries": None if deliveries is None else [delivery_to_dict(row) for row in deliveries],
     }
+
+
+def delivery_to_dict(row) -> dict:
+    return {"id": row.id, "event": row.event, "status": row.status, "attempts": row.attempts,
+            "status_code": row.status_code, "last_error": row.last_error, "created_at": _iso(row.created_at),
+            "last_attempt_at": _iso(row.last_attempt_at),
+            "next_attempt_at": _iso(row.next_attempt_at) if row.status == "pending" else None,
+            "finished_at": _iso(row.finished_at)}
 
 
 def _result(job: Job, root: str, sign: Callable[[str], str] | None) -> dict | None:

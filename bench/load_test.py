@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Loopback load test: bounded clients submit jobs for a bounded time, then every accepted job
-must reach a final state (succeeded, failed or canceled) within the drain timeout.
+must reach a final state (succeeded, failed, canceled or expired) within the drain timeout.
 
 Reports submit latency (p50, p99, max), errors by HTTP status, throughput, how the accepted
 jobs ended, their end-to-end time, and how many were lost (accepted, then never final). The
@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+TERMINAL = {"succeeded", "failed", "canceled", "expired"}
 
 
 def tiny_png(size: int = 16) -> bytes:

@@ -1,5 +1,6 @@
 """`janusq`: run (all-in-one local service), serve (API), worker, workers (who is there), sweeper,
-migrate, keys (API keys), bench, convert (DeepSeek's original checkpoints to transformers' format)."""
+migrate, keys (API keys), webhooks (a tenant's signing secret), bench, convert (DeepSeek's
+original checkpoints to transformers' format)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ from jobs.settings import QUEUES, Settings, SettingsError, load_settings, redact
 
 
 BENCH_MODES = ("--queue", "--api", "--fleet")
+LOCAL_TENANT = "local"  # jobs.models.LOCAL_OWNER, without importing SQLAlchemy for every command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     _add_keys_commands(commands)
+    _add_webhooks_commands(commands)
     parser.bench_parser = _add_bench_command(commands)  # `janusq bench --help` prints it too
     _add_convert_command(commands)
     return parser
@@ -135,6 +138,28 @@ def _add_keys_commands(commands) -> None:
     revoke = actions.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key", metavar="ID_OR_PREFIX", help="the key's id or its prefix (jq_...)")
     revoke.set_defaults(handler=_keys_revoke)
+
+
+def _add_webhooks_commands(commands) -> None:
+    webhooks = commands.add_parser("webhooks", help="webhooks: a tenant's signing secret")
+    actions = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    secret = actions.add_parser("secret", help="print the tenant's webhook signing secret (whsec_...) alone on "
+                                               "one line, creating it if it has none")
+    secret.add_argument("--tenant", default=LOCAL_TENANT,
+                        help=f"whose secret (default {LOCAL_TENANT}: the tenant of every job when auth is off)")
+    secret.add_argument("--rotate", action="store_true",
+                        help="replace it with a new one: deliveries are signed with the new one from now on")
+    secret.set_defaults(handler=_webhooks_secret)
+
+
+def _webhooks_secret(settings: Settings, args) -> int:
+    from jobs.webhooks import signing
+
+    with _keys_session(settings) as session:
+        made = signing.rotate_secret if args.rotate else signing.tenant_secret
+        secret = made(session, args.tenant)
+    print(secret)  # alone on stdout: SECRET=$(janusq webhooks secret --tenant acme)
+    return 0
 
 
 def _add_bench_command(commands) -> argparse.ArgumentParser:
@@ -203,19 +228,21 @@ def _sweeper(settings: Settings, _args) -> int:
     import signal
     import threading
 
-    from worker.celery_app import sweeper_loop
+    from worker.celery_app import delivery_loop, sweeper_loop
 
     check_database(settings)
-    loop = sweeper_loop(settings)
+    loop, deliveries = sweeper_loop(settings), delivery_loop(settings)
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
     loop.start()
+    deliveries.start()  # webhooks too: with the workers scaled to zero, finished jobs' deliveries still go
     logging.getLogger("janusq").info("sweeper %s: every %.1f s (one sweeper at a time holds the lock)",
                                      loop.name, settings.sweep_interval)
     while not stop.wait(1.0):
         pass
     loop.stop()
+    deliveries.stop()
     return 0
 
 

@@ -73,6 +73,12 @@ class Job(Base):
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
     result_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Webhooks (migration 0010, jobs/webhooks/): where to POST the job's events, which events
+    # (start, progress, completed), and the API address it was created through, for the absolute
+    # links in a delivery's body (a worker sending it knows no request).
+    webhook: Mapped[str | None] = mapped_column(Text)
+    webhook_events: Mapped[list | None] = mapped_column(JSON)
+    webhook_root: Mapped[str | None] = mapped_column(Text)
     # Delivery (jobs/states.py, jobs/sweeper.py): a running job's worker renews its lease; a
     # queued job may be claimed from available_at (retry backoff) and was last handed to the
     # broker at published_at (the sweeper publishes again when that gets old).
@@ -91,6 +97,13 @@ class Job(Base):
         # The per-tenant cap counts a tenant's unfinished jobs on every create (jobs/limits.py):
         # an index range over those alone, however many finished jobs the tenant has.
         Index("ix_jobs_owner_status", "owner", "status"),
+        # Fair share (worker/claims.py) asks when each tenant with queued jobs last had one
+        # started: one index probe per tenant instead of a scan of its finished jobs.
+        Index("ix_jobs_owner_started", "owner", "started_at"),
+        # The claim order ranks queued jobs within (type, tenant, priority) by age: read from
+        # this index in that order, with no sort, and only queued rows in it.
+        Index("ix_jobs_queued_claim", "type", "owner", "priority", "created_at", "id",
+              postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'")),
         # Retention (jobs/retention.py): finished jobs whose files are still stored, oldest first.
         Index("ix_jobs_retention", "finished_at", postgresql_where=text("result_expired_at IS NULL"),
               sqlite_where=text("result_expired_at IS NULL")),
@@ -193,4 +206,47 @@ class JobEvent(Base):
     __table_args__ = (
         Index("ix_job_events_job_id", "job_id", "id"),
         Index("ix_job_events_created_at", "created_at"),
+    )
+
+
+class WebhookSecret(Base):
+    """A tenant's webhook signing secret, `whsec_<base64>` (jobs/webhooks/signing.py). Kept in the
+    clear: the deliverer needs it to sign, unlike an API key, which is only ever compared."""
+
+    __tablename__ = "webhook_secrets"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The webhook outbox: one row per event to deliver, committed with the job's transition
+    (jobs/states.py) and sent by the delivery loop (jobs/webhooks/delivery.py). Its id is the
+    `webhook-id` header, the same on every attempt. `snapshot` is the job row as the transition
+    left it, so the body shows the job at the event and is the same bytes on every retry."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(64))  # whose secret signs it
+    event: Mapped[str] = mapped_column(String(16))  # start, progress or completed
+    url: Mapped[str] = mapped_column(Text)
+    snapshot: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered or failed (gave up)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status_code: Mapped[int | None] = mapped_column(Integer)  # of the last attempt
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the next attempt is due; while an attempt is under way, when it counts as abandoned.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_job", "job_id", "created_at"),
+        # The deliverer's poll: due pending rows only, however many finished ones there are.
+        Index("ix_webhook_deliveries_due", "next_attempt_at",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
     )

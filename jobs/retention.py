@@ -23,7 +23,7 @@ from sqlalchemy import delete, select, update
 
 from jobs import states
 from jobs.db import Database
-from jobs.models import Job, utcnow
+from jobs.models import Job, WebhookDelivery, utcnow
 from jobs.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,9 @@ def delete_job(db: Database, storage: Storage, job_id: str) -> bool:
     with db.session() as session:
         deleted = session.execute(delete(Job).where(Job.id == job_id)
                                   .execution_options(synchronize_session=False)).rowcount == 1
+        # Its webhook deliveries hold snapshots of it (prompt, answer): they go with it, pending ones too.
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                        .execution_options(synchronize_session=False))
     try:
         storage.delete_prefix(job_prefix(job_id))
     except StorageError as exc:  # only what a worker stored in the last moments; the worker or S3's rule cleans it

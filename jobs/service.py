@@ -7,13 +7,13 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from psycopg.rows import namedtuple_row
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from jobs import states
+from jobs import lifecycle, states
 from jobs.db import Database
 from jobs.models import LOCAL_OWNER, Job, new_job_id, utcnow
 
@@ -45,7 +45,8 @@ def add_job(session: Session, job_type: str, params: dict, **fields) -> Job:
 
 def new_job(job_type: str, params: dict, *, job_id: str | None = None, input_key: str | None = None,
             owner: str = LOCAL_OWNER, idempotency_key: str | None = None, request_hash: str | None = None,
-            retry_of: str | None = None) -> Job:
+            retry_of: str | None = None, priority: int = lifecycle.NORMAL, deadline_seconds: int | None = None,
+            webhook: str | None = None, webhook_events: list | None = None, webhook_root: str | None = None) -> Job:
     """A new queued job, not yet stored: the API inserts it with limits.insert_within_cap.
 
     Every column is given a value here, none left to the database: the PostgreSQL insert sends
@@ -55,7 +56,9 @@ def new_job(job_type: str, params: dict, *, job_id: str | None = None, input_key
                params=fill_seed(params), random_seed=params.get("seed") is None, retry_of=retry_of,
                input_key=input_key, progress=0.0,
                cancel_requested=False, attempts=0, idempotency_key=idempotency_key,
-               request_hash=request_hash, created_at=now, updated_at=now,
+               request_hash=request_hash, created_at=now, updated_at=now, priority=priority,
+               deadline_at=now + timedelta(seconds=deadline_seconds) if deadline_seconds else None,
+               webhook=webhook, webhook_events=webhook_events, webhook_root=webhook_root,
                # Published right after this commit; should that never happen (a crash, the broker
                # down), the sweeper publishes the job once this is requeue_after old.
                published_at=now)

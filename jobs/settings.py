@@ -142,6 +142,17 @@ class Settings(BaseSettings):
     # silent for three beats shows as gone (jobs/workers.py).
     heartbeat_seconds: float = Field(default=5, gt=0, le=300)
 
+    # Webhooks (jobs/webhooks/). A webhook whose host resolves to a private, loopback or
+    # link-local address is refused (at create and again at each delivery) unless allowed here.
+    # A receiver must answer within webhook_timeout seconds; a failed delivery is tried again
+    # after webhook_retry_backoff seconds, doubled each attempt (at most an hour apart), until
+    # webhook_retry_seconds after the event. webhook_concurrency: deliveries in flight at once.
+    webhook_allow_private: bool = False
+    webhook_timeout: float = Field(default=10, gt=0, le=120)
+    webhook_retry_backoff: float = Field(default=5, gt=0, le=3600)
+    webhook_retry_seconds: float = Field(default=24 * 3600, ge=0, le=30 * 24 * 3600)
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+
     # The decode engine. CUDA graphs: the decode step is captured per batch-size bucket and
     # attention window, and replayed (CUDA devices only). compile: torch.compile the decoder's
     # elementwise kernels at worker start; unset means on CUDA, off on a CPU. The compiled

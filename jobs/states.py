@@ -7,25 +7,29 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs import events
+from jobs.lifecycle import DEADLINE, EXPIRED_MESSAGE
 from jobs.models import Job, utcnow
+from jobs.webhooks import outbox
 
 QUEUED = "queued"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELED = "canceled"
+# A queued job whose deadline passed before any worker started it (jobs/lifecycle.py).
+EXPIRED = "expired"
 
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED, EXPIRED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED, EXPIRED})
 # What POST /v1/jobs/<id>/retry accepts: jobs that ended without a result.
-RETRYABLE = frozenset({FAILED, CANCELED})
+RETRYABLE = frozenset({FAILED, CANCELED, EXPIRED})
 
 ALLOWED = {
-    QUEUED: frozenset({RUNNING, CANCELED, FAILED}),
+    QUEUED: frozenset({RUNNING, CANCELED, FAILED, EXPIRED}),
     # running -> queued: a retry after a transient failure, or the sweeper taking the job back
     # from a worker whose lease expired.
     RUNNING: frozenset({SUCCEEDED, FAILED, CANCELED, QUEUED}),
@@ -33,7 +37,7 @@ ALLOWED = {
 
 # The timestamp each target status stamps.
 STAMPS = {RUNNING: "started_at", SUCCEEDED: "finished_at", FAILED: "finished_at", CANCELED: "finished_at",
-          QUEUED: "updated_at"}
+          EXPIRED: "finished_at", QUEUED: "updated_at"}
 
 
 class InvalidTransition(ValueError):
@@ -70,12 +74,14 @@ def transition(session: Session, job_id: str, target: str, *, only_from=None, ho
         update(Job)
         .where(Job.id == job_id, Job.status.in_(sorted(sources)), *(holder.conditions() if holder else ()))
         .values(**values)
+        .returning(Job.webhook_events)
         .execution_options(synchronize_session=False)
     )
-    won = session.execute(statement).rowcount == 1
-    if won:
+    won = session.execute(statement).one_or_none()
+    if won is not None:
         status_changed(session, job_id, target, fields)
-    return won
+        _webhook_event(session, job_id, target, won.webhook_events)
+    return won is not None
 
 
 def status_changed(session: Session, job_id: str, status: str, fields: dict | None = None) -> None:
@@ -84,6 +90,14 @@ def status_changed(session: Session, job_id: str, status: str, fields: dict | No
     if (fields or {}).get("error_code"):
         data["error"] = {"code": fields["error_code"], "message": fields.get("error_message")}
     events.record(session, job_id, events.STATUS, data)
+
+
+def _webhook_event(session: Session, job_id: str, target: str, subscribed: list | None) -> None:
+    """The webhook delivery of this change, if the job asked for one: in this transaction, so it
+    commits (or not) with the change itself."""
+    event = outbox.START if target == RUNNING else outbox.COMPLETED if target in TERMINAL else None
+    if event and subscribed:
+        outbox.record_event(session, job_id, event, subscribed)
 
 
 class Holder:
@@ -97,8 +111,23 @@ class Holder:
 
 
 def available(now: datetime):
-    """The SQL condition of a queued job that may be claimed now (its retry backoff is over)."""
-    return or_(Job.available_at.is_(None), Job.available_at <= now)
+    """The SQL condition of a queued job that may be claimed now: its retry backoff is over and
+    its deadline has not passed (an overdue job waits only for the sweeper to mark it expired)."""
+    return and_(or_(Job.available_at.is_(None), Job.available_at <= now),
+                or_(Job.deadline_at.is_(None), Job.deadline_at > now))
+
+
+def expire_overdue(session: Session, now: datetime, limit: int) -> list[str]:
+    """queued -> expired for up to `limit` queued jobs whose deadline passed; returns their ids.
+
+    Conditional like every transition: a job a worker claimed meanwhile stays running.
+    """
+    overdue = list(session.execute(
+        select(Job.id).where(Job.status == QUEUED, Job.deadline_at <= now).order_by(Job.deadline_at).limit(limit)
+    ).scalars())
+    return [job_id for job_id in overdue
+            if transition(session, job_id, EXPIRED, only_from={QUEUED}, error_code=DEADLINE,
+                          error_message=EXPIRED_MESSAGE)]
 
 
 def claim(session: Session, job_id: str, worker: str, lease_seconds: float = 60) -> bool:
@@ -109,12 +138,14 @@ def claim(session: Session, job_id: str, worker: str, lease_seconds: float = 60)
         .where(Job.id == job_id, Job.status == QUEUED, available(now))
         .values(status=RUNNING, worker=worker, attempts=Job.attempts + 1, started_at=now, updated_at=now,
                 lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .returning(Job.webhook_events)
         .execution_options(synchronize_session=False)
     )
-    won = session.execute(statement).rowcount == 1
-    if won:
+    won = session.execute(statement).one_or_none()
+    if won is not None:
         status_changed(session, job_id, RUNNING)
-    return won
+        _webhook_event(session, job_id, RUNNING, won.webhook_events)
+    return won is not None
 
 
 def renew_leases(session: Session, job_ids: list[str], worker: str, lease_seconds: float) -> int:
@@ -139,12 +170,15 @@ def retry_later(session: Session, job_id: str, holder: Holder, delay: float, **f
 
 def record_progress(session: Session, job_id: str, progress: float) -> bool:
     """Write progress of a running job; returns True if a cancel was requested meanwhile."""
-    session.execute(
+    written = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == RUNNING)
         .values(progress=progress, updated_at=utcnow())
+        .returning(Job.webhook_events)
         .execution_options(synchronize_session=False)
-    )
+    ).one_or_none()
+    if written is not None and written.webhook_events:
+        outbox.record_event(session, job_id, outbox.PROGRESS, written.webhook_events)  # throttled there
     row = session.execute(select(Job.status, Job.cancel_requested).where(Job.id == job_id)).one_or_none()
     return row is None or row.status != RUNNING or bool(row.cancel_requested)
 

@@ -6,6 +6,7 @@ any number of workers can run the loop and one sweeps):
   queued again for another attempt, or failed with `attempts_exhausted` after `max_attempts`;
 - publishes again each claimable queued job whose last publish is older than `requeue_after`
   (a lost message: a crash between commit and publish, a broker restart, a dropped message);
+- marks `expired` each queued job whose deadline passed (no worker claims those);
 - retention: deletes the stored files of finished jobs past JANUS_RESULT_TTL (jobs/retention.py).
 Duplicate messages are harmless: a job is claimed by one conditional UPDATE, so the extra
 message finds it taken and is dropped.
@@ -38,6 +39,7 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     exhausted: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)  # queued jobs past their deadline
     expired_results: list[str] = field(default_factory=list)
 
 
@@ -53,6 +55,7 @@ class Sweeper:
         report = SweepReport()
         with self.db.session() as session:
             self._take_back_expired(session, now, report)
+            report.expired = states.expire_overdue(session, now, BATCH)
             to_publish = self._stale_queued(session, now)
             if self.db.events is not None:
                 self.db.events.prune(session, now)  # the embedded stack's old job events
@@ -65,10 +68,10 @@ class Sweeper:
                 break
         if self.retention is not None:
             report.expired_results = self.retention.expire_results(now)
-        if report.requeued or report.exhausted or report.published or report.expired_results:
+        if report.requeued or report.exhausted or report.published or report.expired or report.expired_results:
             log.info("sweep: %d requeued (lease expired), %d failed (attempts exhausted), %d published, "
-                     "%d results expired", len(report.requeued), len(report.exhausted), len(report.published),
-                     len(report.expired_results))
+                     "%d expired (deadline passed while queued), %d results expired", len(report.requeued),
+                     len(report.exhausted), len(report.published), len(report.expired), len(report.expired_results))
         return report
 
     def _take_back_expired(self, session: Session, now: datetime, report: SweepReport) -> None:

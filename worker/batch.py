@@ -16,6 +16,7 @@ from janus_model.errors import GenerationStopped
 from jobs import events, states
 from jobs.db import Database
 from jobs.heartbeat import HeartbeatRow
+from jobs.lifecycle import DEADLINE, STOPPED_MESSAGE
 from jobs.retention import clean_up_if_deleted
 from jobs.storage import Storage
 from worker.claims import GENERATE, Claimed
@@ -54,7 +55,8 @@ class BatchRunner:
         return self.heartbeat.batch(info["id"], batch[0].type, [job.id for job in batch], batch_size(info))
 
     def _run(self, batch: list[Claimed], info: dict) -> dict[str, str]:
-        reporters = BatchProgress.reporters(self.db, [job.id for job in batch], self.progress_interval)
+        reporters = BatchProgress.reporters(self.db, [job.id for job in batch], self.progress_interval,
+                                            {job.id: job.deadline_at for job in batch})
         statuses: dict[str, str] = {}
         try:
             ready = []
@@ -106,6 +108,8 @@ class BatchRunner:
     # -- finishing each job ----------------------------------------------------------------
     def _conclude(self, job: Claimed, outcome, reporter: ProgressReporter, info: dict, served: dict) -> str:
         if isinstance(outcome, GenerationStopped):
+            if reporter.stop_reason == DEADLINE:  # says why, where a client's own cancel says nothing
+                return self._finish(job, states.CANCELED, reporter, error_code=DEADLINE, error_message=STOPPED_MESSAGE)
             return self._finish(job, states.CANCELED, reporter)
         if isinstance(outcome, BaseException):
             return self._fail(job, reporter, outcome)

@@ -20,6 +20,7 @@ from jobs.retention import Retention
 from jobs.settings import QUEUES, Settings
 from jobs.storage import open_storage
 from jobs.sweeper import Sweeper, SweeperLoop
+from jobs.webhooks.delivery import Deliverer, DeliveryLoop
 from worker.model_gate import ModelGate, WaitForModel
 from worker.pool_watch import PoolWatch, WatchPool
 from worker.runtime import WorkerRuntime
@@ -45,6 +46,7 @@ def create_worker_app(settings: Settings):
         app.janus_gate.load_in_pool_process(runtime.model, f"{settings.model} on {settings.device}")
 
     sweeper = sweeper_loop(settings)
+    deliveries = delivery_loop(settings)
     heartbeat: list[HeartbeatLoop] = []  # made once Celery has named this worker
 
     @celeryd_after_setup.connect(weak=False)
@@ -57,11 +59,13 @@ def create_worker_app(settings: Settings):
     @worker_ready.connect(weak=False)
     def _start_sweeper(**_):
         sweeper.start()  # in the main process; whichever worker holds the lock sweeps
+        deliveries.start()  # the same for webhook deliveries, with a lock of their own
 
     @worker_shutting_down.connect(weak=False)
     def _stop_draining(**_):
         runtime.stopping.set()  # the running task finishes its batch, then returns
         sweeper.stop()
+        deliveries.stop()
         for loop in heartbeat:
             loop.draining()
 
@@ -83,6 +87,16 @@ def sweeper_loop(settings: Settings) -> SweeperLoop:
     sweeper = Sweeper(db, Publisher(settings), requeue_after=settings.requeue_after,
                       max_attempts=settings.max_attempts, retention=retention)
     return SweeperLoop(sweeper, f"{socket.gethostname()}:{os.getpid()}", settings.sweep_interval)
+
+
+def delivery_loop(settings: Settings) -> DeliveryLoop:
+    """Every worker runs the loop; the `webhooks` lock lets one of them deliver at a time."""
+    from api.webhook_body import body_renderer  # the job as GET shows it (no Flask in there)
+
+    # Unpooled like the sweeper's: followers only look at the lock now and then.
+    db = Database(settings.database, pooled=False)
+    deliverer = Deliverer(db, settings, render=body_renderer(settings, db))
+    return DeliveryLoop(deliverer, f"{socket.gethostname()}:{os.getpid()}")
 
 
 def heartbeat_loop(settings: Settings, name: str, queues: tuple[str, ...], model_ready) -> HeartbeatLoop:

@@ -1,4 +1,4 @@
-"""Runs the job a message names, batched with other queued jobs of its type, then drains the queue.
+"""Runs a batch of the type of the job a message names (in claim order), then drains the queue.
 
 Celery's task is a thin wrapper around `Executor.run`, which tests can call directly. After the
 message's batch, the executor keeps claiming batches straight from the database while jobs of
@@ -43,7 +43,11 @@ class Executor:
                                   previews=previews)
 
     def run(self, job_id: str) -> str:
-        """Returns the job's final status, or 'skipped' when the job was not claimable."""
+        """Returns the job's status afterwards, or 'skipped' when the job was not claimable.
+
+        The message's batch is the next of its type in claim order (worker/claims.py), so the job
+        may run in a later batch of the drain, or stay queued behind jobs of higher priority.
+        """
         started = time.monotonic()
         self.runner.model_provider()  # no model, no claim: a failure here leaves the job queued
         batch = self._claim(lambda session: claim_batch(session, job_id, self.worker_name, self.limits))
@@ -54,9 +58,9 @@ class Executor:
                 # behind more of these on a polling broker, so take them from the database now.
                 self.drain(job_type, started)
             return "skipped"
-        status = self.runner.run(batch)[job_id]
+        statuses = self.runner.run(batch)
         self.drain(batch[0].type, started)
-        return status
+        return statuses.get(job_id) or self._status_of(job_id)
 
     def drain(self, job_type: str, started: float | None = None) -> int:
         """Runs batches of queued jobs (of `job_type` and the other types this worker serves, oldest
@@ -79,3 +83,7 @@ class Executor:
     def _type_of(self, job_id: str) -> str | None:
         with self.db.session() as session:
             return session.execute(select(Job.type).where(Job.id == job_id)).scalar_one_or_none()
+
+    def _status_of(self, job_id: str) -> str | None:
+        with self.db.session() as session:
+            return session.execute(select(Job.status).where(Job.id == job_id)).scalar_one_or_none()

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import datetime
 from typing import Callable
 
 from jobs import events, states
 from jobs.db import Database
+from jobs.lifecycle import DEADLINE
+from jobs.models import utcnow
+
+CANCELED_ON_REQUEST = "request"
 
 
 class BatchProgress:
@@ -23,9 +28,12 @@ class BatchProgress:
         self._last_write = 0.0
 
     @classmethod
-    def reporters(cls, db: Database, job_ids: list[str], interval: float) -> dict[str, "ProgressReporter"]:
-        group = cls(db, interval)
-        return {job_id: ProgressReporter(db, job_id, interval, group=group) for job_id in job_ids}
+    def reporters(cls, db: Database, job_ids: list[str], interval: float,
+                  deadlines: dict[str, datetime | None] | None = None) -> dict[str, "ProgressReporter"]:
+        """One reporter per job id, each with its job's deadline if `deadlines` gives one."""
+        group, deadlines = cls(db, interval), deadlines or {}
+        return {job_id: ProgressReporter(db, job_id, interval, group=group, deadline=deadlines.get(job_id))
+                for job_id in job_ids}
 
     def maybe_write(self) -> None:
         now = time.monotonic()
@@ -38,19 +46,23 @@ class BatchProgress:
         with self.db.session() as session:
             for member in live:
                 # True when a cancel was requested or the job is no longer running.
-                member.stopped = states.record_progress(session, member.job_id, member.fraction())
+                if states.record_progress(session, member.job_id, member.fraction()):
+                    member.stop(CANCELED_ON_REQUEST)
                 member.record_events(session)
 
 
 class ProgressReporter:
     """One job's progress callback: says whether to keep going.
 
-    The model calls it after every decode step; returning False (a cancel was requested, or the
-    job is no longer running) makes the model end that job alone with GenerationStopped.
+    The model calls it after every decode step; returning False (a cancel was requested, the job
+    is no longer running, or its deadline passed) makes the model end that job alone with
+    GenerationStopped. The deadline is checked on every step against this clock, with no query.
     """
 
-    def __init__(self, db: Database, job_id: str, interval: float, group: BatchProgress | None = None):
-        self.job_id = job_id
+    def __init__(self, db: Database, job_id: str, interval: float, group: BatchProgress | None = None,
+                 deadline: datetime | None = None):
+        self.job_id, self.deadline = job_id, deadline
+        self.stop_reason: str | None = None
         self.group = group or BatchProgress(db, interval)
         self.group.members.append(self)
         self._started = time.monotonic()
@@ -64,6 +76,8 @@ class ProgressReporter:
 
     def __call__(self, done: int, total: int) -> bool:
         self.steps, self.total = done, total
+        if not self.stopped and self.deadline is not None and utcnow() >= self.deadline:
+            self.stop(DEADLINE)
         if not self.stopped:
             self.group.maybe_write()
         # Stays False once stopped, should the model ask again (e.g. when retrying alone).
@@ -102,6 +116,9 @@ class ProgressReporter:
         left = max(self.total - self.steps, 0)
         return {"progress": round(self.fraction(), 4), "step": self.steps, "steps": self.total,
                 "eta_seconds": round(per_step * left, 2) if per_step is not None else None}
+
+    def stop(self, reason: str) -> None:
+        self.stopped, self.stop_reason = True, reason
 
     def fraction(self) -> float:
         return min(self.steps / max(self.total, 1), 0.99)

@@ -3,14 +3,14 @@ GET /v1/jobs/<id>/events streams (jobs/events.py). On Redis deployments the even
 per-job Redis streams and this table stays empty.
 
 Revision ID: 0011
-Revises: 0009 (the lead re-points it at 0010, the webhooks outbox, when merging)
+Revises: 0010 (the webhooks outbox; written against 0009, re-pointed once 0010 was on main)
 Create Date: 2026-11-27
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -121,7 +121,7 @@ def test_list_parameters(doc):
     assert set(params) == {"status", "type", "limit", "cursor"}
     assert all(p["in"] == "query" and not p["required"] for p in params.values())
     assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
-    assert set(params["status"]["schema"]["enum"]) == {"queued", "running", "succeeded", "failed", "canceled"}
+    assert set(params["status"]["schema"]["enum"]) == {"queued", "running", "succeeded", "failed", "canceled", "expired"}
     assert params["cursor"]["schema"]["type"] == "string"
 
 
@@ -129,7 +129,10 @@ def test_job_out_schema(doc):
     job = schemas_of(doc)["JobOut"]
     assert set(job["required"]) >= {"id", "type", "status", "progress", "params", "created_at",
                                     "started_at", "finished_at", "metrics", "error", "result", "urls"}
-    assert set(job["properties"]["status"]["enum"]) == {"queued", "running", "succeeded", "failed", "canceled"}
+    assert set(job["properties"]["status"]["enum"]) == {"queued", "running", "succeeded", "failed", "canceled",
+                                                         "expired"}
+    assert set(job["properties"]["priority"]["enum"]) == {"low", "normal", "high"}
+    assert {"priority", "deadline_at"} <= set(job["required"])
     assert job["properties"]["progress"]["minimum"] == 0 and job["properties"]["progress"]["maximum"] == 1
     assert set(schemas_of(doc)["JobUrls"]["properties"]) == {"self", "cancel", "retry"}
     assert set(schemas_of(doc)["ErrorBody"]["properties"]) == {"code", "message", "field"}
@@ -248,3 +251,14 @@ def test_worker_schema_documents_every_status_the_server_gives(doc):
     assert set(worker["properties"]["status"]["enum"]) == set(STATUSES)
     assert doc["paths"]["/v1/workers"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/WorkerList"}
+
+
+def test_webhooks_are_documented(doc):
+    post = doc["webhooks"]["jobEvent"]["post"]
+    assert {p["name"] for p in post["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobOut"}
+    job = doc["components"]["schemas"]["JobOut"]["properties"]
+    assert {"webhook", "webhook_events", "webhook_deliveries"} <= set(job)
+    for request in ("GenerateRequest", "UnderstandRequest", "GenerateRequestForm"):
+        fields = doc["components"]["schemas"][request]["properties"]
+        assert fields["webhook_events"]["anyOf"][0]["items"]["enum"] == ["start", "progress", "completed"]

@@ -441,7 +441,10 @@ def test_request_pieces_import_no_heavy_dependencies(module):
     imported = top_level_imports(module)
     assert not {name.split(".")[0] for name in imported} & HEAVY
     # From jobs/ only the settings, which themselves import none of the above but the torch-free
-    # spec parser of the simulated model (an unknown profile is refused at start).
-    assert {name for name in imported if name.split(".")[0] == "jobs"} <= {"jobs.settings"}
-    for light in ("jobs.settings", *TORCH_FREE_MODEL_MODULES):
+    # spec parser of the simulated model (an unknown profile is refused at start), the priority
+    # names and deadline bounds (jobs.lifecycle, which imports nothing of ours), and the webhook URL
+    # check (the standard library only).
+    light_modules = {"jobs.settings", "jobs.lifecycle", "jobs.webhooks.addresses"}
+    assert {name for name in imported if name.split(".")[0] == "jobs"} <= light_modules
+    for light in (*sorted(light_modules), *TORCH_FREE_MODEL_MODULES):
         assert not {name.split(".")[0] for name in top_level_imports(light) - TORCH_FREE_MODEL_MODULES} & HEAVY, light

@@ -17,7 +17,7 @@ from jobs.models import Job
 from jobs.settings import load_settings
 from tests.s3server import free_port
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+TERMINAL = {"succeeded", "failed", "canceled", "expired"}
 
 
 class Stack:

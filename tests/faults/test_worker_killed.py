@@ -1,5 +1,6 @@
 """Fault 1: SIGKILL the worker running a generation; the job completes once, on the other worker,
-and a client reading the job's event stream throughout sees it taken back and one `completed`."""
+and its webhook gets one `completed` delivery, and a client reading the job's event stream throughout
+sees it taken back and one `completed`."""
 from __future__ import annotations
 
 import os
@@ -10,11 +11,18 @@ from datetime import datetime, timezone
 
 from tests.e2e.sse import read_events
 from tests.faults.conftest import figure, rows, stored_files
+from tests.webhook_receiver import Receiver
 
 
 def test_a_killed_workers_job_completes_exactly_once_elsewhere(make_stack, database_url):
-    stack = make_stack(workers=2)
-    job_id = stack.submit(type="generate", prompt="a lighthouse", num_images=4, seed=5).json()["id"]
+    with Receiver() as receiver:
+        stack = make_stack(workers=2, webhook_allow_private="true")
+        _kill_mid_job(stack, database_url, receiver)
+
+
+def _kill_mid_job(stack, database_url, receiver):
+    job_id = stack.submit(type="generate", prompt="a lighthouse", num_images=4, seed=5,
+                          webhook=receiver.url, webhook_events=["start", "completed"]).json()["id"]
     reader = ThreadPoolExecutor(1)
     streamed = reader.submit(read_events, f"{stack.base_url}/v1/jobs/{job_id}/events", timeout=120)
     running = stack.wait(job_id, until=lambda job: job["status"] == "running" and job["progress"] > 0.05)
@@ -41,3 +49,9 @@ def test_a_killed_workers_job_completes_exactly_once_elsewhere(make_stack, datab
         ["running", "queued", "running", "succeeded"]
     assert [event["event"] for event in events].count("completed") == 1
     assert events[-1]["data"] == stack.job(job_id)
+    # Both attempts started (two `start` deliveries); one `completed`, however the kill fell.
+    received = receiver.wait_for(lambda got: any(item.json["status"] == "succeeded" for item in got), timeout=30)
+    time.sleep(2)  # room for a duplicate to show up, were there one
+    completed = {item.id for item in receiver.received if item.json["status"] == "succeeded"}
+    assert len(completed) == 1, received
+    assert [row["event"] for row in stack.job(job_id)["webhook_deliveries"]].count("completed") == 1

@@ -28,10 +28,10 @@ def moto_server(aws_test_env):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request, tmp_path):
-    """A migrated database of each kind, emptied afterwards (jobs, locks, workers, batches)."""
+    """A migrated database of each kind, emptied afterwards (jobs, locks, workers, batches, webhooks)."""
     from jobs.db import Database
     from jobs.migrate import upgrade
-    from jobs.models import Job, JobEvent, Lock, Worker, WorkerBatch
+    from jobs.models import Job, JobEvent, Lock, WebhookDelivery, WebhookSecret, Worker, WorkerBatch
 
     url = f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     upgrade(url)
@@ -43,4 +43,6 @@ def db(request, tmp_path):
         session.query(Worker).delete()
         session.query(WorkerBatch).delete()
         session.query(JobEvent).delete()
+        session.query(WebhookDelivery).delete()
+        session.query(WebhookSecret).delete()
     database.engine.dispose()

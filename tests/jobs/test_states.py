@@ -75,6 +75,18 @@ def test_only_a_running_job_goes_back_to_queued_and_nothing_leaves_a_final_state
         assert not states.ALLOWED.get(final)
 
 
+def test_only_a_queued_job_expires_and_an_expired_one_is_final_and_retryable(db):
+    assert states.sources_of(states.EXPIRED) == {states.QUEUED}
+    assert states.EXPIRED in states.TERMINAL and states.EXPIRED in states.RETRYABLE
+    job_id = _new(db)
+    with db.session() as session:
+        assert states.transition(session, job_id, states.EXPIRED, error_code="deadline")
+    with db.session() as session:
+        assert not states.request_cancel(session, job_id)
+        assert not states.claim(session, job_id, "w")
+        assert session.get(Job, job_id).finished_at is not None
+
+
 def test_listing_pages_newest_first(db):
     ids = [_new(db) for _ in range(5)]
     seen, cursor = [], None

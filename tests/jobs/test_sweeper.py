@@ -149,3 +149,39 @@ def test_of_two_loops_only_the_leader_sweeps(db):
     assert first.tick() is not None and second.tick() is None
     assert (first.leading, second.leading) == (True, False)
     assert len(publisher.sent) == 1
+
+
+def overdue_job(db, overdue_by: float = 5.0) -> str:
+    """A queued job whose 10 s deadline passed `overdue_by` seconds ago."""
+    with db.session() as session:
+        job = service.add_job(session, "generate", {"prompt": "p", "seed": 1}, deadline_seconds=10)
+        job.created_at -= timedelta(seconds=10 + overdue_by)
+        job.deadline_at -= timedelta(seconds=10 + overdue_by)
+        return job.id
+
+
+def test_a_queued_job_past_its_deadline_is_expired_and_never_published(db):
+    overdue, timely, running = overdue_job(db), new_job(db, published_ago=None), overdue_job(db)
+    with db.session() as session:  # a running job past its deadline is its worker's to stop
+        session.get(Job, running).status = states.RUNNING
+    with db.session() as session:
+        session.get(Job, overdue).published_at = None  # its message was lost too
+    publisher = RecordingPublisher()
+    report = sweeper(db, publisher).sweep()
+    assert report.expired == [overdue]
+    assert publisher.sent == [(timely, "generate")]
+    expired = job(db, overdue)
+    assert expired.status == "expired" and expired.finished_at and expired.started_at is None
+    assert (expired.error_code, expired.attempts) == ("deadline", 0)
+    assert job(db, running).status == "running" and job(db, timely).status == "queued"
+    assert sweeper(db, publisher).sweep().expired == []  # terminal: nothing moves it again
+
+
+def test_expiry_goes_in_bounded_batches(db, monkeypatch):
+    import jobs.sweeper
+
+    monkeypatch.setattr(jobs.sweeper, "BATCH", 3)
+    ids = {overdue_job(db, overdue_by=n) for n in range(5)}
+    first, second = sweeper(db, RecordingPublisher()).sweep(), sweeper(db, RecordingPublisher()).sweep()
+    assert len(first.expired) == 3 and len(second.expired) == 2
+    assert set(first.expired) | set(second.expired) == ids
