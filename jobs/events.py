@@ -126,6 +126,13 @@ class RedisEventLog:
     def prune(self, session: Session, now: datetime) -> int:
         return 0  # each stream expires by itself
 
+    def forget(self, session: Session, job_id: str) -> None:
+        """A deleted job's events (its answer, its previews) go with it."""
+        try:
+            self.client.delete(self.key(job_id))
+        except Exception as exc:  # noqa: BLE001 - the stream expires by itself all the same
+            log.warning("could not delete job %s's events: %s", job_id, exc)
+
     @staticmethod
     def _event(entry_id, fields: dict) -> Event:
         return Event(_text(entry_id), _text(fields[b"kind"]), json.loads(fields[b"data"]))
@@ -177,6 +184,10 @@ class TableEventLog:
         cutoff = now - timedelta(seconds=self.ttl)
         return session.execute(delete(JobEvent).where(JobEvent.created_at < cutoff)
                                .execution_options(synchronize_session=False)).rowcount
+
+    def forget(self, session: Session, job_id: str) -> None:
+        """A deleted job's events (its answer, its previews) go with it, in the deleting transaction."""
+        session.execute(delete(JobEvent).where(JobEvent.job_id == job_id).execution_options(synchronize_session=False))
 
 
 EventLog = RedisEventLog | TableEventLog

@@ -77,3 +77,15 @@ def test_old_events_go(log_db):
     else:  # Redis expires the stream by itself
         ttl = redis_lib.Redis.from_url(log_db.events.url).ttl(RedisEventLog.key(job_id))
         assert 0 < ttl <= 60
+
+
+def test_a_deleted_jobs_events_go_with_it(log_db, tmp_path):
+    from jobs.retention import delete_job
+    from jobs.storage import open_storage
+
+    job_id = _new_job(log_db)
+    with log_db.session() as session:
+        events.record(session, job_id, events.OUTPUT, {"text": "a private answer"})
+    assert log_db.events.read(job_id, None)
+    assert delete_job(log_db, open_storage(f"file://{tmp_path / 'storage'}"), job_id)
+    assert log_db.events.read(job_id, None) == []
