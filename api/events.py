@@ -25,9 +25,8 @@ from flask import Blueprint, Response, g, request
 
 from api.auth import authenticate
 from api.errors import ApiError
-from api.serialize import job_to_dict
+from api.routes import job_out
 from api.services import Services, services
-from api.signed_urls import image_signer
 from jobs import service, states
 from jobs.events import STATUS, Event, InvalidEventId
 from jobs.models import utcnow
@@ -53,9 +52,8 @@ def job_events(job_id: str):
         raise ApiError.of("not_found", f"no job {job_id}")
     if after == COMPLETED_ID:  # the client has it all: 204 tells an EventSource to stop reconnecting
         return Response(status=204)
-    # `completed` shows the job exactly as GET /v1/jobs/<id> does (api/routes.py, _job_out).
-    render = partial(job_to_dict, root=request.host_url.rstrip("/"), result_ttl=svc.settings.result_ttl,
-                     sign=image_signer(svc))
+    # `completed` shows the job exactly as GET /v1/jobs/<id> does.
+    render = partial(job_out, svc, root=request.host_url.rstrip("/"))
     stream = JobStream(svc, job, after, render)
     return Response(iter(stream), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
