@@ -39,11 +39,13 @@ def _warm(services: Services) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from api.events import events_api
     from api.health import health
     from api.routes import jobs_api
     from api.workers import workers_api
 
     app.register_blueprint(jobs_api)
+    app.register_blueprint(events_api)
     app.register_blueprint(workers_api)
     app.register_blueprint(health)
 

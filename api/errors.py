@@ -11,6 +11,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "invalid_signature": 403,
     "signature_expired": 403,
     "not_found": 404,
+    "not_acceptable": 406,
     "conflict": 409,
     "result_expired": 410,
     "payload_too_large": 413,

@@ -200,6 +200,40 @@ def _guarded(operation: dict[str, Any]) -> dict[str, Any]:
     return {**operation, "responses": responses}
 
 
+def _job_events() -> dict[str, Any]:
+    return {
+        "operationId": "streamJobEvents",
+        "summary": "Stream a job's events (server-sent events)",
+        "description": (
+            "Sent as text/event-stream while the job runs: `status` ({status, error?}: each transition), "
+            "`progress` ({progress, step, steps, eta_seconds}), `output` ({text}: an understand job's answer "
+            "so far; the last equals result.text), `preview` ({tokens, images: [{index, url}]}: a generate job's "
+            "images drawn so far as small JPEG data URLs), then `completed` (the job exactly as GET /v1/jobs/{job_id} "
+            "returns it, id `completed`), and the stream closes. Every event has an `id` and an `at` time; "
+            "a client that reconnects with Last-Event-ID gets the events after that one, and one that "
+            "connects after the job finished gets its history and `completed` at once. Comments "
+            "(`: ping`) keep idle streams open. Beyond the API process's cap on held requests "
+            "(JANUS_MAX_WAITING_REQUESTS) the stream sends what there is and closes: reconnect."),
+        "parameters": [
+            JOB_ID,
+            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
+             "description": "The id of the last event received: the stream resumes after it. "
+                            "`completed` is answered 204 (nothing more will come)."},
+            {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "The same, for clients that cannot set headers."},
+        ],
+        "responses": {
+            "200": {"description": "The event stream.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            "204": {"description": "Last-Event-ID was `completed`: the client has every event."},
+            "404": NOT_FOUND,
+            "406": _error("The request does not accept text/event-stream (code not_acceptable)."),
+            "422": _error("Last-Event-ID is not an id of this stream (code validation_error)."),
+            "503": UNAVAILABLE,
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     return {
         "/v1/jobs": {"post": _guarded(_create_job()), "get": _guarded(_list_jobs())},
@@ -212,6 +246,7 @@ def _paths() -> dict[str, Any]:
             }),
             "delete": _guarded(_delete_job()),
         },
+        "/v1/jobs/{job_id}/events": {"get": _guarded(_job_events())},
         "/v1/jobs/{job_id}/cancel": {
             "post": _guarded({
                 "operationId": "cancelJob",

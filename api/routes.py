@@ -340,9 +340,13 @@ def _root() -> str:
 
 
 def _job_out(job, deliveries: list | None = None) -> dict:
-    """The job as users see it; with a webhook, its deliveries too (read here unless given)."""
-    svc = services()
+    return job_out(services(), job, _root(), deliveries)
+
+
+def job_out(svc: Services, job, root: str, deliveries: list | None = None) -> dict:
+    """The job as users see it (GET, and an event stream's `completed`); with a webhook, its
+    deliveries too (read here unless given)."""
     if job.webhook and deliveries is None:
         deliveries = outbox.deliveries_of(svc.db, [job.id])[job.id]
-    return job_to_dict(job, _root(), result_ttl=svc.settings.result_ttl, sign=image_signer(svc),
+    return job_to_dict(job, root, result_ttl=svc.settings.result_ttl, sign=image_signer(svc),
                        deliveries=deliveries)

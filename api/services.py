@@ -9,6 +9,7 @@ from flask import current_app
 
 from api.errors import ApiError
 from jobs.db import Database
+from jobs.events import attach_event_log
 from jobs.queue import Publisher
 from jobs.settings import Settings
 from jobs.storage import Storage, open_storage
@@ -29,8 +30,8 @@ class Services:
         self._budget_error, self._budget_failed_at = None, 0.0
         # By default a connection per gunicorn thread: each request holds at most one session at
         # a time, and a smaller pool would open and close a PostgreSQL connection per extra request.
-        self.db = Database(self.settings.database, pool_size=self.settings.api_db_pool_size,
-                           max_overflow=self.settings.db_max_overflow)
+        self.db = attach_event_log(Database(self.settings.database, pool_size=self.settings.api_db_pool_size,
+                                            max_overflow=self.settings.db_max_overflow), self.settings)
         self.publisher = Publisher(self.settings)
 
     @cached_property
@@ -51,6 +52,13 @@ class Services:
         from api.waits import WaitRoom
 
         return WaitRoom(self.db, self.settings.waiting_capacity)
+
+    @cached_property
+    def event_watch(self):
+        """This process's event streams' one watcher (api/event_watch.py)."""
+        from api.event_watch import EventWatch
+
+        return EventWatch(self.db.events)
 
     @cached_property
     def key_cache(self):

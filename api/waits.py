@@ -13,8 +13,11 @@ Two things keep a waiting request cheap:
 
 Under gunicorn's gevent worker (JANUS_API_WORKER_CLASS=gevent) gunicorn monkey-patches threading,
 time and sockets (psycopg 3 and redis-py cooperate): the watcher is a greenlet and each waiter a
-greenlet parked on an Event, so a process holds hundreds of waits in a few kilobytes each. The
-event streams of issue 10 are meant to park the same way.
+greenlet parked on an Event, so a process holds hundreds of waits in a few kilobytes each.
+
+The event streams (api/events.py) take their places in the same room, and park on one Event that
+this watcher sets when their job finishes and the event watcher (api/event_watch.py) sets when
+their job has new events.
 """
 from __future__ import annotations
 
@@ -76,11 +79,24 @@ class WaitRoom:
         """Parks this thread (or greenlet) until the job is finished (the job, as the watcher
         read it) or `seconds` pass (None)."""
         woken = threading.Event()
+        self.watch(job_id, woken)
+        woken.wait(seconds)
+        return self.unwatch(job_id, woken)
+
+    def watch(self, job_id: str, woken: threading.Event) -> None:
+        """Set `woken` once the job is finished (an event stream parks on it, api/events.py)."""
         with self._lock:
             self._waiters.setdefault(job_id, set()).add(woken)
             self._someone_waits.set()  # under the lock: the watcher clears it only under it too
             self._ensure_watcher()
-        woken.wait(seconds)
+
+    def finished(self, job_id: str) -> Job | None:
+        """The job, if the watcher found it finished."""
+        with self._lock:
+            return self._finished.get(job_id)
+
+    def unwatch(self, job_id: str, woken: threading.Event) -> Job | None:
+        """Stop watching; the job if the watcher found it finished."""
         with self._lock:
             events = self._waiters.get(job_id, set())
             events.discard(woken)

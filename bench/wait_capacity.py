@@ -12,6 +12,11 @@ submitting a job with `Prefer: wait=--wait-seconds`, and once all N jobs are sto
 - cancels every job in one statement and times until the last of the N answers has arrived
   (all N woken by the process's one watcher, then each reads its job once).
 
+With --streams the N requests are event streams (GET /v1/jobs/<id>/events) of N queued jobs
+instead: held counts the streams not declined; the drain ends each stream through the wait
+room's watcher (the jobs are canceled in the database, so no final status event comes and each
+stream waits api/events.py's FINAL_EVENT_GRACE, 2 s, before sending `completed`).
+
 One JSON line per N: held (waits that were still open when the probing ended: the rest were
 declined at once), probe latencies in ms, rss_mb and rss_kb_per_wait (over the process idle),
 hold_cpu_pct (of one core), drain_s, answers by status ("declined": no Preference-Applied). With gthread the cap (JANUS_MAX_WAITING_REQUESTS, by default half the threads)
@@ -56,7 +61,7 @@ def main() -> int:
                "JANUS_BROKER_URL": args.redis_url, "JANUS_MODEL": "simulated:h100-janus-1.3b",
                "JANUS_PORT": str(port), "JANUS_API_WORKERS": "1", "JANUS_API_WORKER_CLASS": args.worker_class,
                "JANUS_API_CONNECTIONS": str(max(counts) + 100), "JANUS_MAX_UNFINISHED_JOBS": "0",
-               "JANUS_MAX_WAIT_SECONDS": str(args.wait_seconds)}
+               "JANUS_MAX_WAIT_SECONDS": str(args.wait_seconds), "JANUS_RATE_LIMIT_PER_MINUTE": "0"}
         if args.max_waiting is not None:
             env["JANUS_MAX_WAITING_REQUESTS"] = str(args.max_waiting)
         log = open(Path(data_dir) / "api.log", "wb")
@@ -85,6 +90,7 @@ def _arguments():
     parser.add_argument("--waits", default="250,1000", help="comma-separated counts of concurrent waits")
     parser.add_argument("--max-waiting", type=int, help="JANUS_MAX_WAITING_REQUESTS (default: the setting's)")
     parser.add_argument("--wait-seconds", type=int, default=120, help="what each request asks to wait")
+    parser.add_argument("--streams", action="store_true", help="hold event streams instead of waits")
     parser.add_argument("--probe-seconds", type=float, default=3.0)
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14",
@@ -96,7 +102,10 @@ def _measure(args, base: str, engine, worker: int, idle_rss: int, count: int) ->
     before = _job_count(engine)
     cpu_before = _cpu_seconds(worker)
     started = time.monotonic()
-    sockets = [_send_wait(base, args.wait_seconds) for _ in range(count)]
+    if args.streams:
+        sockets = [_open_stream(base, _submit(base)) for _ in range(count)]
+    else:
+        sockets = [_send_wait(base, args.wait_seconds) for _ in range(count)]
     _until(lambda: _job_count(engine) >= before + count, timeout=600)
     submitted_s = time.monotonic() - started
     time.sleep(0.5)  # the last ones reach their wait
@@ -105,16 +114,16 @@ def _measure(args, base: str, engine, worker: int, idle_rss: int, count: int) ->
     time.sleep(HOLD_SECONDS)  # nothing but the held waits and their watcher
     hold_cpu = (_cpu_seconds(worker) - cpu_held) / HOLD_SECONDS
     latencies, errors = _probe(base, probe_id, args.probe_seconds)
-    answered_early = sum(_has_answer(sock) for sock in sockets)
+    answered_early = sum((_declined_stream if args.streams else _has_answer)(sock) for sock in sockets)
     rss = _rss_kb(worker)
     held = count - answered_early
     drain_started = time.monotonic()
     with engine.begin() as connection:
         connection.execute(update(Job).where(Job.status == "queued").values(status="canceled"))
-    answers = [_read_answer(sock) for sock in sockets]
+    answers = [(_read_stream if args.streams else _read_answer)(sock) for sock in sockets]
     drain_s = time.monotonic() - drain_started
     statuses = {status: answers.count(status) for status in set(answers)}
-    return {"worker_class": args.worker_class, "waits": count, "held": held, "submit_s": round(submitted_s, 2),
+    return {"worker_class": args.worker_class, "streams" if args.streams else "waits": count, "held": held, "submit_s": round(submitted_s, 2),
             "probes": len(latencies), "probe_p50_ms": _ms(latencies, 50), "probe_p99_ms": _ms(latencies, 99),
             "probe_max_ms": round(max(latencies) * 1000, 1), "probe_errors": errors,
             "rss_mb": round(rss / 1024, 1), "rss_kb_per_wait": round((rss - idle_rss) / max(held, 1), 1),
@@ -129,6 +138,39 @@ def _send_wait(base: str, seconds: int) -> socket.socket:
     sock.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                  + f"Prefer: wait={seconds}\r\nContent-Length: {len(BODY)}\r\n\r\n".encode() + BODY)
     return sock
+
+
+def _submit(base: str) -> str:
+    return requests.post(base + "/v1/jobs", data=BODY, headers={"Content-Type": "application/json"},
+                         timeout=60).json()["id"]
+
+
+def _open_stream(base: str, job_id: str) -> socket.socket:
+    sock = socket.create_connection((HOST, int(base.rsplit(":", 1)[1])))
+    sock.sendall(f"GET /v1/jobs/{job_id}/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+                 .encode())
+    return sock
+
+
+def _declined_stream(sock: socket.socket) -> bool:
+    """Whether the stream was declined (over the cap): it says so, then closes."""
+    sock.setblocking(False)
+    try:
+        return b": declined" in sock.recv(65536, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    finally:
+        sock.setblocking(True)
+
+
+def _read_stream(sock: socket.socket) -> str:
+    """"completed" or "declined" (or "none"), once the server closes the stream; closes the socket."""
+    sock.settimeout(300)
+    data = b""
+    while not data.endswith(b"\r\n0\r\n\r\n") and (chunk := sock.recv(65536)):
+        data += chunk
+    sock.close()
+    return "declined" if b": declined" in data else "completed" if b"event: completed" in data else f"none {data[-60:]!r}"
 
 
 def _has_answer(sock: socket.socket) -> bool:

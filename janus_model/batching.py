@@ -13,6 +13,7 @@ import torch
 
 from janus_model.errors import GenerationStopped
 from janus_model.image_batch import ImageRow, generate_codes
+from janus_model.previews import preview_every, preview_jpegs
 from janus_model.sampling import row_seed
 from janus_model.text_batch import generate_answers
 
@@ -101,7 +102,8 @@ def image_codes_for_jobs(engine, requests: list, prompts: dict[int, torch.LongTe
             continue
         rows = [image_row(requests[live[part.request]], prompts[live[part.request]], part.start + k)
                 for part in active for k in range(part.count)]
-        result = generate_codes(engine, rows, step_reporter(jobs, active, lambda part: steps))
+        on_codes, every = preview_hook(engine, [requests[live[part.request]] for part in active], active)
+        result = generate_codes(engine, rows, step_reporter(jobs, active, lambda part: steps), on_codes, every)
         for part, chunk in zip(active, _split(result, active)):
             jobs[part.request].offset += steps
             codes[live[part.request]].append(chunk)
@@ -109,12 +111,32 @@ def image_codes_for_jobs(engine, requests: list, prompts: dict[int, torch.LongTe
             for position, index in enumerate(live)}
 
 
+def preview_hook(engine, members: list, parts: list[Slice]):
+    """(on_codes, every) for generate_codes: one VQ decode of the whole batch's partial images,
+    handed out to the jobs that asked for previews (their ImageRequest.on_preview); (None, 0)
+    when none did."""
+    wanting = [request.previews for request in members if getattr(request, "on_preview", None) and request.previews]
+    if not wanting:
+        return None, 0
+
+    def on_codes(done: int, codes: torch.LongTensor) -> None:
+        jpegs = preview_jpegs(engine.model, codes, engine.image_token_count)
+        offset = 0
+        for request, part in zip(members, parts):
+            if request.on_preview is not None and request.previews:
+                request.on_preview([(part.start + k, jpegs[offset + k]) for k in range(part.count)], done)
+            offset += part.count
+
+    return on_codes, preview_every(engine.image_token_count, max(wanting))
+
+
 def image_row(request, prompt_ids: torch.LongTensor, image_index: int) -> ImageRow:
     return ImageRow(prompt_ids, request.cfg_weight, request.temperature, row_seed(request.seed, image_index))
 
 
-def answers_for_jobs(engine, requests: list, rows: dict) -> dict:
-    """{index: new token ids or GenerationStopped} for the requests whose TextRow is in `rows`."""
+def answers_for_jobs(engine, requests: list, rows: dict, decode=None) -> dict:
+    """{index: new token ids or GenerationStopped} for the requests whose TextRow is in `rows`.
+    `decode` (token ids -> text): offers the requests with an `on_text` their answers so far."""
     live = list(rows)
     if not live:
         return {}
@@ -128,11 +150,26 @@ def answers_for_jobs(engine, requests: list, rows: dict) -> dict:
         jobs = [JobProgress(requests[index].progress, limit) for index, limit in zip(members, limits)]
         local = [Slice(position, 0, 1) for position in range(len(members))]
         tokens = generate_answers(engine, [rows[index] for index in members],
-                                  step_reporter(jobs, local, lambda part: limits[part.request]))
+                                  step_reporter(jobs, local, lambda part: limits[part.request]),
+                                  text_offers([requests[index] for index in members], decode))
         for position, index in enumerate(members):
             stopped = jobs[position].stopped or tokens is None
             outcomes[index] = GenerationStopped("stopped on request") if stopped else tokens[position]
     return outcomes
+
+
+def text_offers(requests: list, decode):
+    """on_tokens for generate_answers: each request's on_text gets its answer so far, decoded
+    only when called; None when no request asks (or nothing can decode)."""
+    if decode is None or all(getattr(request, "on_text", None) is None for request in requests):
+        return None
+
+    def on_tokens(position: int, tokens_so_far) -> None:
+        on_text = requests[position].on_text
+        if on_text is not None:
+            on_text(lambda: decode(tokens_so_far()))
+
+    return on_tokens
 
 
 def _split(codes: torch.LongTensor | None, parts: list[Slice]) -> list[torch.Tensor | None]:

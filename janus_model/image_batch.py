@@ -16,6 +16,8 @@ from janus_model.padding import left_pad
 
 # on_step(done) is called after each of the 576 tokens; False ends the batch early.
 StepCallback = Callable[[int], bool]
+# on_codes(done, [n, done] codes so far): every `preview_every` tokens, for previews.
+CodesCallback = Callable[[int, torch.LongTensor], None]
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,10 @@ def unconditional_prompt(prompt_ids: torch.LongTensor, pad_token_id: int) -> tor
     return blank
 
 
-def generate_codes(engine, rows: list[ImageRow], on_step: StepCallback) -> torch.LongTensor | None:
-    """[n, 576] VQ codes for n rows, or None when on_step asked to stop."""
+def generate_codes(engine, rows: list[ImageRow], on_step: StepCallback, on_codes: CodesCallback | None = None,
+                   preview_every: int = 0) -> torch.LongTensor | None:
+    """[n, 576] VQ codes for n rows, or None when on_step asked to stop. `on_codes` is shown the
+    codes so far every `preview_every` tokens (janus_model/previews.py)."""
     mode, pad_id = engine.image_mode, engine.pad_token_id
     samples = engine.batch_bucket(len(rows))
     # Padding images (up to the graph's batch size) repeat the first one, greedily; dropped at the end.
@@ -61,6 +65,8 @@ def generate_codes(engine, rows: list[ImageRow], on_step: StepCallback) -> torch
             noise.fill(state.noise)
             runner.run(prompts.width + index - 1)  # feeds token index-1 at its cache column
             codes[:, index] = state.tokens
+            if on_codes is not None and (index + 1) % preview_every == 0 and index + 1 < total:
+                on_codes(index + 1, codes[: len(rows), : index + 1])
             if not on_step(index + 1):
                 return None
     return codes[: len(rows)]

@@ -97,7 +97,7 @@ class JanusModel:
     def answer_tokens_batch(self, requests: list[AnswerRequest]) -> list[torch.LongTensor | BaseException]:
         """Each request's new token ids (end-of-text included when reached), or its exception."""
         outcomes, rows = _prepare_each(requests, self._text_row)
-        for index, tokens in answers_for_jobs(self.engine, requests, rows).items():
+        for index, tokens in answers_for_jobs(self.engine, requests, rows, self.decode_answer).items():
             outcomes[index] = tokens
         return outcomes
 

@@ -6,11 +6,12 @@ the model refuses). An exception that ends the whole batch (out of memory, a dev
 raised instead; the caller may then retry the requests one by one to find the culprit.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image
 
-from janus_model.progress import ProgressCallback
+from janus_model.progress import ProgressCallback, TextCallback
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class ImageRequest:
     temperature: float = 1.0  # 0 means greedy
     seed: int = 0
     progress: ProgressCallback | None = None
+    # Previews per image (0: none), each handed to on_preview as it is made (janus_model/previews.py).
+    previews: int = 0
+    on_preview: Callable[[list[tuple[int, bytes]], int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class AnswerRequest:
     top_p: float = 0.95
     seed: int = 0
     progress: ProgressCallback | None = None
+    on_text: TextCallback | None = None  # the answer so far, every few tokens (janus_model/progress.py)
 
 
 def check_image_request(request: ImageRequest) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from janus_model.errors import GenerationStopped
+from janus_model.progress import OFFER_TEXT_EVERY
 from janus_model.requests import check_answer_request, check_image_request
 from janus_model.simulated_profiles import IMAGE_TOKENS, PROFILES, ROWS_PER_IMAGE, Profile
 
@@ -160,6 +161,7 @@ def _run_steps(clock: _Schedule, step_s: float, steps: dict[int, int], requests:
         for index, total in steps.items():
             if index in stopped or done > total:
                 continue
+            _offer_text(requests[index], done, total)
             callback = requests[index].progress
             if callback is not None and callback(done, total) is False:
                 stopped.add(index)
@@ -204,6 +206,14 @@ def gradient_image(seed: int, index: int):
     digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=6).digest()
     ramp = Image.linear_gradient("L").resize((IMAGE_SIZE, IMAGE_SIZE)).rotate(digest[0] % 4 * 90)
     return ImageOps.colorize(ramp, black=tuple(digest[:3]), white=tuple(digest[3:]))
+
+
+def _offer_text(request, done: int, total: int) -> None:
+    """As the engine does (text_batch.AnswerTap): the answer so far every OFFER_TEXT_EVERY tokens,
+    here the share of the final answer that `done` of `total` tokens make."""
+    on_text = getattr(request, "on_text", None)  # image requests have none
+    if on_text is not None and done % OFFER_TEXT_EVERY == 0:
+        on_text(lambda: simulated_answer(request)[: len(simulated_answer(request)) * done // total])
 
 
 def simulated_answer(request) -> str:

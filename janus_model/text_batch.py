@@ -12,8 +12,11 @@ import torch
 
 from janus_model.decode_step import begin_sampling, pick, prefill
 from janus_model.padding import left_pad
+from janus_model.progress import OFFER_TEXT_EVERY
 
 StepCallback = Callable[[int], bool]
+# (row index, a function returning that row's tokens so far): see AnswerTap.
+TokensCallback = Callable[[int, Callable[[], torch.LongTensor]], None]
 
 # How often (in tokens) to look for finished rows: each look waits for the device.
 FINISH_CHECK_EVERY = 8
@@ -38,8 +41,10 @@ def prompt_embeddings(engine, prompts, pixel_values: torch.Tensor) -> torch.Tens
     return embeddings.masked_scatter(placeholders, features.to(embeddings.dtype))
 
 
-def generate_answers(engine, rows: list[TextRow], on_step: StepCallback) -> list[torch.LongTensor] | None:
-    """Each row's new tokens (end-of-text included when reached), or None when on_step said stop."""
+def generate_answers(engine, rows: list[TextRow], on_step: StepCallback,
+                     on_tokens: TokensCallback | None = None) -> list[torch.LongTensor] | None:
+    """Each row's new tokens (end-of-text included when reached), or None when on_step said stop.
+    `on_tokens`: offered each row's tokens so far every OFFER_TEXT_EVERY tokens (AnswerTap)."""
     mode = engine.text_mode
     samples = engine.batch_bucket(len(rows))
     filler = TextRow(rows[0].input_ids, rows[0].pixel_values, 1, 0.0, 1.0, 0)
@@ -55,12 +60,13 @@ def generate_answers(engine, rows: list[TextRow], on_step: StepCallback) -> list
     pixels = torch.cat([row.pixel_values for row in padded_rows]).to(device, engine.model.dtype)
     generated = torch.empty((samples, longest), dtype=torch.long, device=device)
     watch = FinishWatch(engine, rows, generated)
+    tap = AnswerTap(engine, rows, generated, on_tokens)
 
     hidden = prefill(mode, state, engine.decoder, prompt_embeddings(engine, prompts, pixels), prompts)
     noise.fill(state.noise)
     pick(mode, state, hidden, top_p)
     generated[:, 0] = state.tokens
-    done = decode_loop(engine, runner, noise, generated, watch, prompts.width, longest, on_step)
+    done = decode_loop(engine, runner, noise, generated, watch, prompts.width, longest, tap.offering(on_step))
     if done is None:
         return None
     return [cut_at_end(engine, generated[index, : min(done, row.max_new_tokens)]) for index, row in enumerate(rows)]
@@ -81,6 +87,31 @@ def decode_loop(engine, runner, noise, generated, watch, width: int, longest: in
             runner.run(width + done - 1)
             generated[:, done] = state.tokens
             done += 1
+
+
+class AnswerTap:
+    """Offers each row's answer so far to `on_tokens` every OFFER_TEXT_EVERY tokens, as a function:
+    the tokens are read from the device (a synchronising copy) only when the job calls it, which
+    the worker does at most once per progress write, not every few tokens."""
+
+    def __init__(self, engine, rows: list[TextRow], generated: torch.LongTensor, on_tokens: TokensCallback | None):
+        self.engine, self.rows, self.generated, self.on_tokens = engine, rows, generated, on_tokens
+
+    def offering(self, on_step: StepCallback) -> StepCallback:
+        if self.on_tokens is None:
+            return on_step
+
+        def step(done: int) -> bool:
+            if done % OFFER_TEXT_EVERY == 0:
+                self.offer(done)
+            return on_step(done)
+
+        return step
+
+    def offer(self, done: int) -> None:
+        for index, row in enumerate(self.rows):
+            made = min(done, row.max_new_tokens)
+            self.on_tokens(index, lambda index=index, made=made: cut_at_end(self.engine, self.generated[index, :made]))
 
 
 class FinishWatch:

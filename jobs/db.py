@@ -11,6 +11,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from jobs.events import take_recorded
+
 # A pooled connection unused for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 1.0
 
@@ -89,6 +91,9 @@ class Database:
         self.pool_size, self.max_overflow = pool_size, max_overflow
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        # Where the job events its sessions record go (jobs/events.py, attach_event_log); None:
+        # recorded events are dropped (tools and tests that stream nothing).
+        self.events = None
 
     @property
     def engine(self) -> Engine:
@@ -155,12 +160,22 @@ class Database:
         session = self._sessions()
         try:
             yield session
-            session.commit()
+            self._commit(session)
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
+
+    def _commit(self, session: Session) -> None:
+        """Commit, with the job events recorded on the session (jobs/events.py): a table log
+        writes them in this transaction, a Redis log appends them once it has committed."""
+        recorded = take_recorded(session)
+        if recorded and self.events is not None:
+            self.events.write_in(session, recorded)
+        session.commit()
+        if recorded and self.events is not None:
+            self.events.publish(recorded)
 
     def dispose(self) -> None:
         """Drop pooled connections (call in a child after fork)."""

@@ -191,6 +191,24 @@ class WorkerBatch(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class JobEvent(Base):
+    """One event of a job's stream (jobs/events.py), where events live in the database: the
+    embedded configuration (SQLite, no Redis). The id orders a job's events and is the SSE id."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_job_events_job_id", "job_id", "id"),
+        Index("ix_job_events_created_at", "created_at"),
+    )
+
+
 class WebhookSecret(Base):
     """A tenant's webhook signing secret, `whsec_<base64>` (jobs/webhooks/signing.py). Kept in the
     clear: the deliverer needs it to sign, unlike an API key, which is only ever compared."""

@@ -96,6 +96,8 @@ def delete_job(db: Database, storage: Storage, job_id: str) -> bool:
         # Its webhook deliveries hold snapshots of it (prompt, answer): they go with it, pending ones too.
         session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
                         .execution_options(synchronize_session=False))
+        if db.events is not None:  # so do its events (jobs/events.py)
+            db.events.forget(session, job_id)
     try:
         storage.delete_prefix(job_prefix(job_id))
     except StorageError as exc:  # only what a worker stored in the last moments; the worker or S3's rule cleans it

@@ -96,6 +96,17 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=3600, ge=3)
     progress_interval: float = Field(default=0.5, gt=0, le=60)
 
+    # Job events (GET /v1/jobs/<id>/events, jobs/events.py): on Redis each job's events are a
+    # stream capped at events_max_length entries (the oldest dropped first) that expires
+    # events_ttl seconds after its last event; in the embedded database, rows older than
+    # events_ttl are deleted by the sweeper. A stream with nothing to say sends a comment every
+    # events_heartbeat seconds, so that proxies keep it open.
+    events_ttl: int = Field(default=3600, ge=10, le=30 * 24 * 3600)
+    events_max_length: int = Field(default=1000, ge=10, le=1_000_000)
+    events_heartbeat: float = Field(default=15, gt=0, le=300)
+    # Preview JPEGs per image of a generate job, published as `preview` events (0: none).
+    previews: int = Field(default=8, ge=0, le=64)
+
     # API keys (`janusq keys`). auto: required unless the API listens on loopback only; off is
     # refused on any other address, so a reachable API never runs without keys.
     auth: Literal["on", "off", "auto"] = "auto"
@@ -276,6 +287,11 @@ class Settings(BaseSettings):
     def auth_enabled(self) -> bool:
         """Whether requests to /v1 need an API key."""
         return self.auth == "on" or (self.auth == "auto" and not is_loopback(self.host))
+
+    @property
+    def events_redis(self) -> str | None:
+        """The Redis that carries job events (the broker's); None: the database's job_events table."""
+        return self.broker if urlparse(self.broker).scheme in ("redis", "rediss") else None
 
     @property
     def rate_limit_redis(self) -> str | None:

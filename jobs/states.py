@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from jobs import events
 from jobs.lifecycle import DEADLINE, EXPIRED_MESSAGE
 from jobs.models import Job, utcnow
 from jobs.webhooks import outbox
@@ -78,8 +79,17 @@ def transition(session: Session, job_id: str, target: str, *, only_from=None, ho
     )
     won = session.execute(statement).one_or_none()
     if won is not None:
+        status_changed(session, job_id, target, fields)
         _webhook_event(session, job_id, target, won.webhook_events)
     return won is not None
+
+
+def status_changed(session: Session, job_id: str, status: str, fields: dict | None = None) -> None:
+    """The `status` event of a transition that won, written with its transaction (jobs/events.py)."""
+    data = {"status": status}
+    if (fields or {}).get("error_code"):
+        data["error"] = {"code": fields["error_code"], "message": fields.get("error_message")}
+    events.record(session, job_id, events.STATUS, data)
 
 
 def _webhook_event(session: Session, job_id: str, target: str, subscribed: list | None) -> None:
@@ -133,6 +143,7 @@ def claim(session: Session, job_id: str, worker: str, lease_seconds: float = 60)
     )
     won = session.execute(statement).one_or_none()
     if won is not None:
+        status_changed(session, job_id, RUNNING)
         _webhook_event(session, job_id, RUNNING, won.webhook_events)
     return won is not None
 

@@ -57,6 +57,8 @@ class Sweeper:
             self._take_back_expired(session, now, report)
             report.expired = states.expire_overdue(session, now, BATCH)
             to_publish = self._stale_queued(session, now)
+            if self.db.events is not None:
+                self.db.events.prune(session, now)  # the embedded stack's old job events
         for job_id, job_type in to_publish:
             try:
                 self.publisher.publish(job_id, job_type)

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from typing import Callable
 
 from janus_model.errors import GenerationStopped
-from jobs import states
+from jobs import events, states
 from jobs.db import Database
 from jobs.heartbeat import HeartbeatRow
 from jobs.lifecycle import DEADLINE, STOPPED_MESSAGE
@@ -32,11 +32,12 @@ log = logging.getLogger("worker.executor")
 class BatchRunner:
     def __init__(self, db: Database, storage: Storage, model_provider: Callable, progress_interval: float, *,
                  worker_name: str = "", lease_seconds: float = 60, retry: RetryPolicy = RetryPolicy(),
-                 heartbeat: HeartbeatRow | None = None):
+                 heartbeat: HeartbeatRow | None = None, previews: int = 0):
         self.db, self.storage, self.model_provider = db, storage, model_provider
         self.progress_interval = progress_interval
         self.worker_name, self.lease_seconds, self.retry = worker_name, lease_seconds, retry
         self.heartbeat = heartbeat
+        self.previews = previews  # per image of a generate job (JANUS_PREVIEWS)
 
     def run(self, batch: list[Claimed]) -> dict[str, str]:
         """Runs claimed jobs of one type together; returns each job's status by id afterwards."""
@@ -61,7 +62,7 @@ class BatchRunner:
             ready = []
             for job in batch:
                 try:
-                    ready.append((job, model_request(job, self.storage, reporters[job.id])))
+                    ready.append((job, model_request(job, self.storage, reporters[job.id], self.previews)))
                 except Exception as exc:  # noqa: BLE001 - a bad input fails its own job only
                     statuses[job.id] = self._fail(job, reporters[job.id], exc)
             if ready:
@@ -119,7 +120,7 @@ class BatchRunner:
         # The result and the final status commit together, and only while this attempt is ours.
         # `model`: what the checkpoint chose beyond the job's params (its prompt format, normalization).
         return self._finish(job, states.SUCCEEDED, reporter, result={**result, "batch": info, "model": served},
-                            progress=1.0)
+                            progress=1.0, output=result.get("text"))
 
     def _fail(self, job: Claimed, reporter: ProgressReporter, exc: BaseException) -> str:
         """Retry a transient fault later while attempts remain; else fail with the error kept."""
@@ -135,11 +136,17 @@ class BatchRunner:
                 return states.QUEUED
         return self._finish(job, states.FAILED, reporter, **error)
 
-    def _finish(self, job: Claimed, status: str, reporter: ProgressReporter, **fields) -> str:
+    def _finish(self, job: Claimed, status: str, reporter: ProgressReporter, output: str | None = None,
+                **fields) -> str:
+        """`output`: an answer's text, streamed last before the final status (jobs/events.py)."""
         with self.db.session() as session:
+            if output is not None:
+                reporter.record_output(session, output)
             won = states.transition(session, job.id, status, only_from={states.RUNNING}, holder=self._holder(job),
                                     run_seconds=reporter.elapsed(), step_seconds=reporter.seconds_per_step(),
                                     **fields)
+            if not won:
+                events.take_recorded(session)  # no longer this worker's job: its events are not the job's
         if won:
             log.info("job %s %s in %.2f s", job.id, status, reporter.elapsed())
         else:

@@ -13,6 +13,7 @@ from celery.signals import (
 )
 
 from jobs.db import Database
+from jobs.events import attach_event_log
 from jobs.heartbeat import HeartbeatLoop, HeartbeatRow, WorkerIdentity, heartbeat_database
 from jobs.queue import TASK_NAME, Publisher, make_celery
 from jobs.retention import Retention
@@ -30,7 +31,8 @@ def create_worker_app(settings: Settings):
     runtime = WorkerRuntime(settings)
     app.janus_gate = ModelGate()
     app.steps["worker"].add(WaitForModel)  # no consuming until the pool process has its model
-    app.janus_pool_watch = PoolWatch(Database(settings.database, pooled=False), Publisher(settings),
+    app.janus_pool_watch = PoolWatch(attach_event_log(Database(settings.database, pooled=False), settings),
+                                     Publisher(settings),
                                      socket.gethostname(), settings.max_attempts)
     app.steps["worker"].add(WatchPool)  # a pool process that dies gives its jobs back at once
 
@@ -80,7 +82,7 @@ def sweeper_loop(settings: Settings) -> SweeperLoop:
     """Every worker runs the loop; the lock in the database lets one of them sweep at a time."""
     # Unpooled: every worker runs this loop but only the lock holder sweeps; a connection held
     # open for it in each worker would idle, counting against the server's max_connections.
-    db = Database(settings.database, pooled=False)
+    db = attach_event_log(Database(settings.database, pooled=False), settings)
     retention = Retention(db, open_storage(settings.storage, settings.s3_endpoint_url), settings.result_ttl)
     sweeper = Sweeper(db, Publisher(settings), requeue_after=settings.requeue_after,
                       max_attempts=settings.max_attempts, retention=retention)

@@ -32,14 +32,15 @@ class Executor:
     def __init__(self, db: Database, storage: Storage, model_provider: Callable, worker_name: str,
                  progress_interval: float, *, limits: BatchLimits | None = None, drain_seconds: float = 0.0,
                  should_stop: Callable[[], bool] = lambda: False, retry: RetryPolicy = RetryPolicy(),
-                 job_types: tuple[str, ...] = (), heartbeat: HeartbeatRow | None = None):
+                 job_types: tuple[str, ...] = (), heartbeat: HeartbeatRow | None = None, previews: int = 0):
         self.db, self.worker_name = db, worker_name
         # What this worker serves (its queues); draining takes the oldest queued job of any of them.
         self.job_types = tuple(job_types)
         self.limits = limits or BatchLimits()
         self.drain_seconds, self.should_stop = drain_seconds, should_stop
         self.runner = BatchRunner(db, storage, model_provider, progress_interval, worker_name=worker_name,
-                                  lease_seconds=self.limits.lease_seconds, retry=retry, heartbeat=heartbeat)
+                                  lease_seconds=self.limits.lease_seconds, retry=retry, heartbeat=heartbeat,
+                                  previews=previews)
 
     def run(self, job_id: str) -> str:
         """Returns the job's status afterwards, or 'skipped' when the job was not claimable.

@@ -2,14 +2,18 @@
 
 The jobs of one batch share a `BatchProgress`: every `interval` seconds it writes all of their
 progress and reads all of their cancel flags in one transaction, so a batch of 32 jobs costs one
-commit per interval on the decode loop instead of 32.
+commit per interval on the decode loop instead of 32. The same write records each job's
+`progress` event and, for an answer being decoded, its `output` event (the text so far), so the
+event stream moves at the pace of the progress column (jobs/events.py).
 """
 from __future__ import annotations
 
+import base64
 import time
 from datetime import datetime
+from typing import Callable
 
-from jobs import states
+from jobs import events, states
 from jobs.db import Database
 from jobs.lifecycle import DEADLINE
 from jobs.models import utcnow
@@ -44,6 +48,7 @@ class BatchProgress:
                 # True when a cancel was requested or the job is no longer running.
                 if states.record_progress(session, member.job_id, member.fraction()):
                     member.stop(CANCELED_ON_REQUEST)
+                member.record_events(session)
 
 
 class ProgressReporter:
@@ -64,6 +69,10 @@ class ProgressReporter:
         self.steps = 0
         self.total = 0
         self.stopped = False
+        self._steps_published = 0
+        self._text_so_far: Callable[[], str] | None = None
+        self.text_published: str | None = None
+        self._preview: dict | None = None  # the latest preview not yet published
 
     def __call__(self, done: int, total: int) -> bool:
         self.steps, self.total = done, total
@@ -73,6 +82,40 @@ class ProgressReporter:
             self.group.maybe_write()
         # Stays False once stopped, should the model ask again (e.g. when retrying alone).
         return not self.stopped
+
+    def partial_text(self, text_so_far: Callable[[], str]) -> None:
+        """The model offers the answer so far; it is decoded only when published, at the next write."""
+        self._text_so_far = text_so_far
+
+    def record_events(self, session) -> None:
+        """This job's `progress` event (when it moved) and `output` event (when the text grew)."""
+        if self.steps != self._steps_published:
+            self._steps_published = self.steps
+            events.record(session, self.job_id, events.PROGRESS, self.progress_event())
+        if self._text_so_far is not None:
+            text, self._text_so_far = self._text_so_far(), None
+            self.record_output(session, text)
+        if self._preview is not None:
+            events.record(session, self.job_id, events.PREVIEW, self._preview)
+            self._preview = None
+
+    def preview(self, images: list[tuple[int, bytes]], step: int) -> None:
+        """The model's latest preview JPEGs of this job's images (after `step` of each image's
+        tokens); a newer one replaces it unpublished, so only the latest goes out each write."""
+        self._preview = {"tokens": step, "images": [
+            {"index": index, "url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}
+            for index, jpeg in images]}
+
+    def record_output(self, session, text: str) -> None:
+        if text != self.text_published:
+            self.text_published = text
+            events.record(session, self.job_id, events.OUTPUT, {"text": text})
+
+    def progress_event(self) -> dict:
+        per_step = self.seconds_per_step()
+        left = max(self.total - self.steps, 0)
+        return {"progress": round(self.fraction(), 4), "step": self.steps, "steps": self.total,
+                "eta_seconds": round(per_step * left, 2) if per_step is not None else None}
 
     def stop(self, reason: str) -> None:
         self.stopped, self.stop_reason = True, reason

@@ -8,6 +8,7 @@ import socket
 import threading
 
 from jobs.db import Database
+from jobs.events import attach_event_log
 from jobs.heartbeat import HeartbeatRow
 from jobs.settings import Settings
 from jobs.storage import open_storage
@@ -24,8 +25,8 @@ class WorkerRuntime:
         # The pool process runs one batch at a time: its batch thread and the lease keeper's
         # renewals. JANUS_WORKER_DB_POOL_SIZE connections stay open (1), an overflow one is
         # opened when both write at once and closed after: a fleet of W workers holds about W.
-        self.db = Database(settings.database, pool_size=settings.worker_db_pool_size,
-                           max_overflow=settings.worker_db_max_overflow)
+        self.db = attach_event_log(Database(settings.database, pool_size=settings.worker_db_pool_size,
+                                            max_overflow=settings.worker_db_max_overflow), settings)
         self.storage = open_storage(settings.storage, settings.s3_endpoint_url)
         self._model = None
         self._lock = threading.Lock()
@@ -78,7 +79,7 @@ class WorkerRuntime:
                                            self.settings.lease_seconds),
                         drain_seconds=self.drain_seconds, should_stop=self.stopping.is_set,
                         retry=RetryPolicy(self.settings.max_attempts, self.settings.retry_backoff),
-                        job_types=job_types, heartbeat=self.heartbeat_row())
+                        job_types=job_types, heartbeat=self.heartbeat_row(), previews=self.settings.previews)
 
     def heartbeat_row(self) -> HeartbeatRow:
         """This worker's heartbeat row, written through this process's own connections."""

@@ -31,7 +31,7 @@ def db(request, tmp_path):
     """A migrated database of each kind, emptied afterwards (jobs, locks, workers, batches, webhooks)."""
     from jobs.db import Database
     from jobs.migrate import upgrade
-    from jobs.models import Job, Lock, WebhookDelivery, WebhookSecret, Worker, WorkerBatch
+    from jobs.models import Job, JobEvent, Lock, WebhookDelivery, WebhookSecret, Worker, WorkerBatch
 
     url = f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     upgrade(url)
@@ -42,6 +42,7 @@ def db(request, tmp_path):
         session.query(Lock).delete()
         session.query(Worker).delete()
         session.query(WorkerBatch).delete()
+        session.query(JobEvent).delete()
         session.query(WebhookDelivery).delete()
         session.query(WebhookSecret).delete()
     database.engine.dispose()
