@@ -19,7 +19,7 @@ from tests.pgdb import fresh_database
 
 # Jobs a worker must still take or finish; the others need no worker.
 NEEDS_A_WORKER = {states.QUEUED: 3, states.RUNNING: 2}
-FINISHED = {states.SUCCEEDED: 4, states.FAILED: 1, states.CANCELED: 1}
+FINISHED = {states.SUCCEEDED: 4, states.FAILED: 1, states.CANCELED: 1, states.EXPIRED: 1}
 
 
 @pytest.fixture(scope="session")  # once, whatever the renderings

@@ -109,7 +109,13 @@ def test_a_reconnecting_client_gets_every_event_once_in_order(served):
 
 def test_an_answer_streams_as_output_events_that_end_as_the_answer(served):
     stack, key, _ = served
-    job_ids = [_submit(stack, key, UNDERSTAND) for _ in range(3)]  # batched together
+    # The three queue behind a job that keeps the one worker busy, so they run as one batch
+    # whatever this machine's load (submitted to an idle worker, the first could start alone).
+    blocker = _submit(stack, key, {**GENERATE, "num_images": 16})
+    while _job(stack, blocker, key)["status"] == "queued":
+        time.sleep(0.05)
+    job_ids = [_submit(stack, key, UNDERSTAND) for _ in range(3)]
+    requests.post(f"{stack.base_url}/v1/jobs/{blocker}/cancel", headers=_auth(key), timeout=10)
     for job_id in job_ids:
         events = read_events(_events_url(stack, job_id), _auth(key))
         texts = [event["data"]["text"] for event in events if event["event"] == "output"]
