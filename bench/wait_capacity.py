@@ -152,15 +152,20 @@ def _open_stream(base: str, job_id: str) -> socket.socket:
     return sock
 
 
-def _declined_stream(sock: socket.socket) -> bool:
-    """Whether the stream was declined (over the cap): it says so, then closes."""
+def _peek(sock: socket.socket, size: int) -> bytes:
+    """What the server has sent so far (up to `size` bytes), left unread; b"" when nothing yet."""
     sock.setblocking(False)
     try:
-        return b": declined" in sock.recv(65536, socket.MSG_PEEK)
+        return sock.recv(size, socket.MSG_PEEK)
     except BlockingIOError:
-        return False
+        return b""
     finally:
         sock.setblocking(True)
+
+
+def _declined_stream(sock: socket.socket) -> bool:
+    """Whether the stream was declined (over the cap): it says so, then closes."""
+    return b": declined" in _peek(sock, 65536)
 
 
 def _read_stream(sock: socket.socket) -> str:
@@ -174,13 +179,7 @@ def _read_stream(sock: socket.socket) -> str:
 
 
 def _has_answer(sock: socket.socket) -> bool:
-    sock.setblocking(False)
-    try:
-        return bool(sock.recv(1, socket.MSG_PEEK))
-    except BlockingIOError:
-        return False
-    finally:
-        sock.setblocking(True)
+    return bool(_peek(sock, 1))
 
 
 def _read_answer(sock: socket.socket) -> str:
