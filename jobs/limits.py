@@ -4,7 +4,7 @@
 statement does it (the function of migration 0009): it takes a transaction-scoped advisory lock
 for the tenant, so a tenant's creates are counted one after another, then counts and inserts.
 On SQLite the job is inserted first, which takes the database's single write lock until commit,
-then counted (`check_unfinished_cap`). Either way each count sees every job committed before it,
+then counted in the same transaction. Either way each count sees every job committed before it,
 so concurrent requests cannot together overshoot the cap.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jobs import states
@@ -34,18 +34,6 @@ def count_unfinished(session: Session, owner: str) -> int:
     return session.execute(query).scalar_one()
 
 
-def check_unfinished_cap(session: Session, owner: str, limit: int) -> None:
-    """Raise TooManyUnfinishedJobs if `owner` is over `limit` counting the job just added."""
-    if not limit:
-        return
-    session.flush()  # the new row, and with it the write lock on SQLite
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-                        {"name": f"janusq:unfinished:{owner}"})
-    if count_unfinished(session, owner) > limit:
-        raise TooManyUnfinishedJobs(owner, limit)
-
-
 def insert_within_cap(db: Database, job: Job, limit: int) -> None:
     """Store `job` (from service.new_job) unless its owner already has `limit` unfinished jobs
     (0: no cap). Raises TooManyUnfinishedJobs, or IntegrityError for a reused idempotency key."""
@@ -57,7 +45,11 @@ def insert_within_cap(db: Database, job: Job, limit: int) -> None:
         return
     with db.session() as session:
         session.add(job)
-        check_unfinished_cap(session, job.owner, limit)
+        if not limit:
+            return
+        session.flush()  # the new row, and with it SQLite's single write lock until commit
+        if count_unfinished(session, job.owner) > limit:
+            raise TooManyUnfinishedJobs(job.owner, limit)
 
 
 _INSERT_JOB = "SELECT janusq_insert_job(%s::jsonb, %s, %s)"
