@@ -32,7 +32,7 @@ from api.routes import job_out, submit, wait_for
 from api.schemas import ParsedJob, api_error_from_validation, validate_job_request
 from api.serialize import job_path
 from api.services import Services, services
-from jobs import states
+from jobs import service, states
 from jobs.events import OUTPUT
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,8 @@ class ChatStream(JobStream):
         yield "data: [DONE]\n\n"
 
     def timed_out(self):
-        yield _error_event(outcome_error(self.job, self.svc.settings.max_wait_seconds))
+        current = service.read_job(self.svc.db, self.job.id, owner=self.job.owner) or self.job  # queued or running
+        yield _error_event(outcome_error(current, self.svc.settings.max_wait_seconds))
 
     def _declined(self):
         yield _error_event(JobNotDone(503, "unavailable", f"job {self.job.id} was created, but this API process "

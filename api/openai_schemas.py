@@ -14,14 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.schemas import MAX_NUM_IMAGES, MAX_SEED
 
 SIZE = "384x384"  # Janus draws 384x384 images, nothing else
-# The client validates the bounds too, but answers with our names (num_images) unless mapped.
-_REQUEST = ConfigDict(extra="forbid", strict=True)
 
 
-class ImagesRequest(BaseModel):
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ImagesRequest(_Request):
     """POST /v1/images/generations."""
-
-    model_config = _REQUEST
 
     prompt: str = Field(description="What to draw (the job's `prompt`).")
     n: int = Field(1, ge=1, le=MAX_NUM_IMAGES, description="Images to generate (the job's `num_images`).")
@@ -42,41 +42,34 @@ class ImagesRequest(BaseModel):
     cfg_weight: float | None = Field(None, description="Janus extension: the job's `cfg_weight`.")
 
 
-class TextPart(BaseModel):
-    model_config = _REQUEST
+class TextPart(_Request):
     type: Literal["text"]
     text: str
 
 
-class ImageUrl(BaseModel):
-    model_config = _REQUEST
+class ImageUrl(_Request):
     url: str = Field(description="A data URL (data:image/png;base64,...); remote URLs are not fetched.")
     detail: Literal["auto", "low", "high"] | None = Field(None, description="Accepted and ignored.")
 
 
-class ImagePart(BaseModel):
-    model_config = _REQUEST
+class ImagePart(_Request):
     type: Literal["image_url"]
     image_url: ImageUrl
 
 
-class UserMessage(BaseModel):
-    model_config = _REQUEST
+class UserMessage(_Request):
     role: Literal["user"]
     content: str | list[Annotated[TextPart | ImagePart, Field(discriminator="type")]] = Field(
         description="Text parts (joined with a blank line: the job's `question`) and exactly one image part.")
     name: str | None = None
 
 
-class StreamOptions(BaseModel):
-    model_config = _REQUEST
+class StreamOptions(_Request):
     include_usage: bool | None = Field(None, description="Accepted; token usage is not known here (null).")
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(_Request):
     """POST /v1/chat/completions: one user message, a question about one image."""
-
-    model_config = _REQUEST
 
     messages: list[UserMessage] = Field(min_length=1, max_length=1, description="Exactly one user message.")
     model: str | None = Field(None, description="Ignored: the server's own model (JANUS_MODEL) answers.")

@@ -170,7 +170,8 @@ def test_what_janus_cannot_do_is_a_422_naming_the_param(keyed, call, param):
 def test_a_body_that_is_not_json_is_a_400(keyed):
     api, client, _owner = keyed
     with pytest.raises(openai.BadRequestError) as raised:
-        client.post("/images/generations", cast_to=object, body=None, options={"headers": {"Content-Type": "text/plain"}})
+        client.post("/images/generations", cast_to=object, body=None,
+                    options={"headers": {"Content-Type": "text/plain"}})
     assert raised.value.body["code"] == "invalid_json"
 
 
