@@ -186,7 +186,8 @@ class JobNotDone(ApiError):
 
 def _finished(svc: Services, job):
     """The job once succeeded, waited for in the wait room; JobNotDone otherwise."""
-    if job.status not in states.TERMINAL:
+    # With waits off (JANUS_MAX_WAIT_SECONDS=0) no place is taken in the room, to wait no time.
+    if job.status not in states.TERMINAL and svc.settings.max_wait_seconds > 0:
         job, declined = wait_for(svc, job, svc.settings.max_wait_seconds)
         if declined:
             raise JobNotDone(503, "unavailable", f"job {job.id} was created, but this API process holds as many "

@@ -264,3 +264,22 @@ def test_errors_from_other_handlers_are_in_openai_shape_too(make_api, new_key, t
     assert response.status_code == 413
     assert set(response.json["error"]) == {"message", "type", "param", "code"}
     assert response.json["error"]["code"] == "payload_too_large"
+
+
+def test_the_openapi_document_describes_both_operations():
+    from jsonschema import Draft202012Validator
+
+    from api.openapi import build_openapi
+
+    doc = build_openapi()
+    schema_of = lambda name: {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}  # noqa: E731
+    for path, request_model in (("/v1/images/generations", "ImagesRequest"), ("/v1/chat/completions", "ChatRequest")):
+        operation = doc["paths"][path]["post"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(request_model)
+        for status in ("400", "401", "422", "429", "500", "503", "504"):
+            assert operation["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith(
+                "/OpenAIError")
+    assert Draft202012Validator(schema_of("ChatRequest")).is_valid({"model": "m", "messages": question()})
+    assert not Draft202012Validator(schema_of("ImagesRequest")).is_valid({"prompt": "p", "size": "512x512"})
+    assert Draft202012Validator(schema_of("OpenAIError")).is_valid(
+        {"error": {"message": "m", "type": "server_error", "param": None, "code": "job_not_finished", "job_id": "j"}})
