@@ -23,8 +23,17 @@ def embedded_stack(tmp_path_factory, tiny_checkpoint):
 @pytest.fixture(scope="module")
 def distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url):
     """The production shape: PostgreSQL, Redis, S3 over HTTP, two workers sharing the queues."""
-    env = {
-        "JANUS_DATA_DIR": str(tmp_path_factory.mktemp("var")),
+    env = distributed_env(tmp_path_factory.mktemp("var"), tiny_checkpoint, postgres_url, redis_url, s3_server,
+                          s3_storage_url)
+    stack = Stack(env, tmp_path_factory.mktemp("logs"))
+    yield stack.start(workers=2)
+    stack.stop()
+
+
+def distributed_env(data_dir, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url) -> dict:
+    """distributed_stack's settings, for a module that needs them with a change (auth on)."""
+    return {
+        "JANUS_DATA_DIR": str(data_dir),
         "JANUS_DATABASE_URL": postgres_url,
         "JANUS_BROKER_URL": redis_url,
         "JANUS_STORAGE_URL": s3_storage_url,
@@ -35,6 +44,3 @@ def distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url
         "JANUS_MAX_BATCH_IMAGES": "16",
         **DUMMY_AWS_ENV,
     }
-    stack = Stack(env, tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=2)
-    stack.stop()
