@@ -5,6 +5,7 @@ import { cancelJob, listJobs } from "./api.js";
 import { describe, isTerminal } from "./jobs.js";
 
 const REFRESH_MS = 3000; // while a listed job is unfinished, so its row and the gallery keep up
+const MAX_LIMIT = 100; // GET /v1/jobs' largest page
 
 export class History {
   constructor({ table, more, gallery, limit, onError }) {
@@ -44,10 +45,10 @@ export class History {
     if (this.jobs.some((job) => !isTerminal(job.status))) this.timer = setTimeout(() => this.refresh(), REFRESH_MS);
   }
 
-  // Refresh the rows already shown (as many as are loaded), keeping the paging where it is.
+  // Refresh the rows already shown (as many as are loaded, up to a page), keeping the paging.
   async refresh() {
     try {
-      const page = await listJobs(Math.max(this.jobs.length, 1), null);
+      const page = await listJobs(Math.min(Math.max(this.jobs.length, 1), MAX_LIMIT), null);
       this.jobs = page.data;
       this.nextCursor = page.next_cursor;
     } catch (error) {
