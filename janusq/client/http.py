@@ -68,7 +68,7 @@ class Transport:
             try:
                 response = self._send(method, path, json_body, fields, headers, query, timeout)
             except urllib3.exceptions.HTTPError as exc:
-                if not retry_connect or attempt >= self.backoff.retries:
+                if not retry_connect or _never_connected(exc) or attempt >= self.backoff.retries:
                     raise ConnectionFailedError(f"cannot reach {self.base_url}: {_reason(exc)}",
                                                 code="connection_error") from None
                 retry_after = None
@@ -120,6 +120,12 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def _never_connected(exc: Exception) -> bool:
+    # Refused, or no such host: nothing was sent, and trying again at once will not change it;
+    # a connection reset or timed out mid-request is what a retry is for.
+    return isinstance(getattr(exc, "reason", exc), urllib3.exceptions.NewConnectionError)
 
 
 def _reason(exc: Exception) -> str:

@@ -91,7 +91,7 @@ class JobEvents:
     def __iter__(self) -> Iterator[Event | None]:
         fruitless = 0
         while True:
-            got_event, pause = False, self.retry_seconds
+            got_event, asked = False, 0.0
             try:
                 for item in self._one_connection():
                     got_event = got_event or isinstance(item, Event)
@@ -102,14 +102,14 @@ class JobEvents:
                 if self.ended:
                     return
             except RETRYABLE as exc:
-                pause = max(pause, getattr(exc, "retry_after", None) or 0.0)
+                asked = getattr(exc, "retry_after", None) or 0.0  # a 429's or 503's Retry-After
             fruitless = 0 if got_event else fruitless + 1
             if fruitless > MAX_FRUITLESS_RECONNECTS:
                 raise ConnectionFailedError(f"the event stream failed {fruitless} times in a row without "
                                             "an event", code="stream_failed")
             if self.heartbeats:
                 yield Heartbeat  # the caller may look at its clock before the pause and reconnect
-            self.sleep(min(pause, MAX_RETRY_SECONDS))
+            self.sleep(min(max(self.retry_seconds, asked), MAX_RETRY_SECONDS))
 
     def _one_connection(self) -> Iterator[Event | None]:
         response = self.open_stream(self.last_event_id)
