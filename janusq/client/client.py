@@ -5,7 +5,7 @@ import io
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Union
 
 from janusq.client.handle import JobHandle
 from janusq.client.http import Backoff, Transport
@@ -17,7 +17,9 @@ USER_AGENT = "janusq-client/0.1"
 # The API holds a `Prefer: wait` request at most JANUS_MAX_WAIT_SECONDS (60 by default) and
 # caps what it is asked for to that; a longer job is then followed on its event stream.
 PREFER_WAIT_SECONDS = 60
-ImageInput = "str | os.PathLike | bytes | PIL.Image.Image"
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+ImageInput = Union[str, os.PathLike, bytes, "PILImage"]  # a path, the file's bytes, or a PIL image
 
 
 class Client:

@@ -133,7 +133,7 @@ def _lines(response) -> Iterator[bytes]:
     """The response's lines as they arrive (urllib3's iteration would wait for a full chunk)."""
     buffer = b""
     while True:
-        chunk = response.read1(65536) if hasattr(response, "read1") else response.read(1)
+        chunk = response.read1(65536)  # what has arrived, up to 64 KiB; b"" at the end
         if not chunk:
             if buffer:
                 yield buffer
