@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import urllib3
 
-from janusq.client.errors import ConnectionFailedError, JanusError, error_from_response
+from janusq.client.errors import ConnectionFailedError, error_from_response
 
 RETRY_STATUSES = frozenset({429, 503})
 # urllib3's own retrying is off (it knows nothing of Retry-After bodies or idempotency); it only
