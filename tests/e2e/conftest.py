@@ -23,17 +23,16 @@ def embedded_stack(tmp_path_factory, tiny_checkpoint):
 @pytest.fixture(scope="module")
 def distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url):
     """The production shape: PostgreSQL, Redis, S3 over HTTP, two workers sharing the queues."""
-    env = distributed_env(tmp_path_factory.mktemp("var"), tiny_checkpoint, postgres_url, redis_url, s3_server,
-                          s3_storage_url)
+    env = distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url)
     stack = Stack(env, tmp_path_factory.mktemp("logs"))
     yield stack.start(workers=2)
     stack.stop()
 
 
-def distributed_env(data_dir, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url) -> dict:
-    """distributed_stack's settings, for a module that needs them with a change (auth on)."""
+def distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url) -> dict:
+    """distributed_stack's configuration (tests/client adds JANUS_AUTH=on to it)."""
     return {
-        "JANUS_DATA_DIR": str(data_dir),
+        "JANUS_DATA_DIR": str(tmp_path_factory.mktemp("var")),
         "JANUS_DATABASE_URL": postgres_url,
         "JANUS_BROKER_URL": redis_url,
         "JANUS_STORAGE_URL": s3_storage_url,

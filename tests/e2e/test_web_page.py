@@ -53,8 +53,8 @@ def page(browser):
 @pytest.fixture(scope="module")
 def auth_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url):
     """The distributed stack's settings with auth on (one worker): (stack, an API key)."""
-    env = {**distributed_env(tmp_path_factory.mktemp("var"), tiny_checkpoint, postgres_url, redis_url, s3_server,
-                             s3_storage_url), "JANUS_AUTH": "on"}
+    env = {**distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url),
+           "JANUS_AUTH": "on"}
     stack = Stack(env, tmp_path_factory.mktemp("logs")).start(workers=1)
     try:
         yield stack, _make_key(postgres_url)
