@@ -7,6 +7,10 @@ from api.errors import ApiError
 from jobs.webhooks.addresses import UnsafeWebhook, resolve
 from jobs.webhooks.outbox import DEFAULT_EVENTS
 
+# How long a create request waits for its webhook's host to resolve: a request thread is held
+# meanwhile, and a host that slow to resolve would fail its deliveries' lookups too.
+RESOLVE_TIMEOUT_SECONDS = 3.0
+
 
 @dataclass(frozen=True)
 class Webhook:
@@ -24,12 +28,13 @@ class Webhook:
 
 
 def for_create(job_request, allow_private: bool) -> Webhook | None:
-    """The request's webhook (None without one); 422 when its host may not be called."""
+    """The request's webhook (None without one); 422 when its host may not be called or does not
+    resolve within RESOLVE_TIMEOUT_SECONDS."""
     if job_request.webhook is None:
         return None
     if not allow_private:
         try:
-            resolve(job_request.webhook, allow_private=False)
+            resolve(job_request.webhook, allow_private=False, timeout=RESOLVE_TIMEOUT_SECONDS)
         except UnsafeWebhook as exc:
             raise ApiError.of("validation_error", f"webhook: {exc}", "webhook") from None
     return Webhook(job_request.webhook, list(job_request.webhook_events or DEFAULT_EVENTS))

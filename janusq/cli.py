@@ -1,6 +1,6 @@
 """`janusq`: run (all-in-one local service), serve (API), worker, workers (who is there), sweeper,
 migrate, keys (API keys), webhooks (a tenant's signing secret), bench, convert (DeepSeek's
-original checkpoints to transformers' format)."""
+original checkpoints to transformers' format); and submit and jobs, the client of a running service."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from janusq.client import cli as client_cli
 from jobs.settings import QUEUES, Settings, SettingsError, load_settings, redact_url
 
 
@@ -17,6 +18,8 @@ LOCAL_TENANT = "local"  # jobs.models.LOCAL_OWNER, without importing SQLAlchemy 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in client_cli.COMMANDS:  # a client of a running service: no server settings
+        return client_cli.main(argv)
     if argv[:1] == ["bench"] and not set(BENCH_MODES) & set(argv):
         if {"-h", "--help"} & set(argv):
             print(_parser().bench_parser.format_help())  # the other modes, then the model bench's own options
@@ -96,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_webhooks_commands(commands)
     parser.bench_parser = _add_bench_command(commands)  # `janusq bench --help` prints it too
     _add_convert_command(commands)
+    client_cli.add_commands(commands)  # listed in the help; main() hands them over before this parser
     return parser
 
 

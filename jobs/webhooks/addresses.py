@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as LookupTimeout
 from urllib.parse import urlsplit
 
 SCHEMES = ("http", "https")
 MAX_URL_LENGTH = 2048
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# getaddrinfo has no timeout of its own and a slow resolver can take 20 s or more; lookups with
+# a time limit run on these threads so the caller (an API request thread) stops waiting at the
+# limit. A lookup still running then finishes on its thread; four bound how many can pile up.
+_lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
 
 
 class UnsafeWebhook(ValueError):
@@ -44,12 +50,15 @@ def forbidden(address: Address) -> bool:
     return not address.is_global or address.is_multicast
 
 
-def resolve(url: str, allow_private: bool) -> list[Address]:
-    """The addresses to connect to for `url`, each allowed; UnsafeWebhook when none may be used."""
+def resolve(url: str, allow_private: bool, timeout: float | None = None) -> list[Address]:
+    """The addresses to connect to for `url`, each allowed; UnsafeWebhook when none may be used,
+    or when the name did not resolve within `timeout` seconds (None: wait as long as DNS takes)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        found = _lookup(parts.hostname, port, timeout)
+    except LookupTimeout:  # first: it is the builtin TimeoutError, an OSError
+        raise UnsafeWebhook(f"host {parts.hostname!r} did not resolve within {timeout:g} s") from None
     except (OSError, UnicodeError) as exc:  # gaierror and its kin; an IDNA label too long
         raise UnsafeWebhook(f"host {parts.hostname!r} does not resolve ({exc})") from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in found))
@@ -60,3 +69,9 @@ def resolve(url: str, allow_private: bool) -> list[Address]:
             raise UnsafeWebhook(f"host {parts.hostname!r} resolves to {refused[0]}, a private, loopback or "
                                 "link-local address (JANUS_WEBHOOK_ALLOW_PRIVATE=true allows it)")
     return addresses
+
+
+def _lookup(host: str, port: int, timeout: float | None) -> list:
+    if timeout is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return _lookups.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout)

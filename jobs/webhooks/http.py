@@ -25,7 +25,7 @@ class Outcome:
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_private: bool) -> Outcome:
     try:
-        addresses = resolve(url, allow_private)
+        addresses = resolve(url, allow_private, timeout=timeout)  # a hung resolver must not hold the loop
     except UnsafeWebhook as exc:
         return Outcome(error=f"refused: {exc}")
     parts = urlsplit(url)

@@ -2,6 +2,8 @@
 retry; refused with 422 and nothing created or queued for bad URLs and inward addresses."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 from jobs import states
 from jobs.models import Job
@@ -74,6 +76,33 @@ def test_inward_webhooks_are_refused_and_nothing_is_created(make_api, key, url):
     assert response.status_code == 422
     error = response.json["error"]
     assert error["field"] == "webhook" and "JANUS_WEBHOOK_ALLOW_PRIVATE" in error["message"]
+    assert (api.job_count(), api.broker_messages()) == (jobs, messages)
+
+
+def test_a_host_that_resolves_too_slowly_is_refused_in_bounded_time(make_api, key, monkeypatch):
+    import socket
+    import time
+
+    import api.webhooks
+
+    release = threading.Event()
+
+    def hanging(host, *args, **kwargs):
+        release.wait(10)  # a resolver that does not answer
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    monkeypatch.setattr(api.webhooks, "RESOLVE_TIMEOUT_SECONDS", 0.3)
+    api = make_api()
+    jobs, messages = api.job_count(), api.broker_messages()
+    started = time.monotonic()
+    try:
+        response = _create(api, key, webhook="https://slow.example.com/hook")
+    finally:
+        release.set()
+    assert time.monotonic() - started < 5
+    assert response.status_code == 422, response.json
+    assert "did not resolve within 0.3 s" in response.json["error"]["message"]
     assert (api.job_count(), api.broker_messages()) == (jobs, messages)
 
 

@@ -23,7 +23,15 @@ def embedded_stack(tmp_path_factory, tiny_checkpoint):
 @pytest.fixture(scope="module")
 def distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url):
     """The production shape: PostgreSQL, Redis, S3 over HTTP, two workers sharing the queues."""
-    env = {
+    env = distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url)
+    stack = Stack(env, tmp_path_factory.mktemp("logs"))
+    yield stack.start(workers=2)
+    stack.stop()
+
+
+def distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url) -> dict:
+    """distributed_stack's configuration (tests/client adds JANUS_AUTH=on to it)."""
+    return {
         "JANUS_DATA_DIR": str(tmp_path_factory.mktemp("var")),
         "JANUS_DATABASE_URL": postgres_url,
         "JANUS_BROKER_URL": redis_url,
@@ -35,6 +43,3 @@ def distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url
         "JANUS_MAX_BATCH_IMAGES": "16",
         **DUMMY_AWS_ENV,
     }
-    stack = Stack(env, tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=2)
-    stack.stop()
