@@ -41,6 +41,7 @@ def _warm(services: Services) -> None:
 def _register_blueprints(app: Flask) -> None:
     from api.events import events_api
     from api.health import health
+    from api.openai_compat import openai_api
     from api.page import page
     from api.routes import jobs_api
     from api.workers import workers_api
@@ -49,6 +50,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(events_api)
     app.register_blueprint(workers_api)
     app.register_blueprint(health)
+    app.register_blueprint(openai_api)  # /v1/images/generations, /v1/chat/completions
     app.register_blueprint(page)  # the web page at / (api/page.py)
 
 

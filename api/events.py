@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 from functools import partial
 from typing import Callable
@@ -74,15 +75,31 @@ def _last_event_id(svc: Services) -> str | None:
 class JobStream:
     """One client's stream of one job's events; iterating it yields the response's chunks."""
 
-    def __init__(self, svc: Services, job, after: str | None, render: Callable[[object], dict]):
-        self.svc, self.job, self.after, self.render = svc, job, after, render
+    def __init__(self, svc: Services, job, after: str | None, render: Callable[[object], dict],
+                 until: float | None = None):
+        """`until`: a time.monotonic() after which the stream gives up on a job still going (None:
+        never; a subclass says how, see timed_out)."""
+        self.svc, self.job, self.after, self.render, self.until = svc, job, after, render, until
         self.log = svc.db.events
         self.final_status_seen = False
 
     def __iter__(self):
-        yield f"retry: {RECONNECT_MILLISECONDS}\n\n"  # also sends the headers at once
+        yield self.opening()  # also sends the headers at once
         with self.svc.waits.place() as placed:
             yield from (self._follow() if placed else self._declined())
+
+    # What goes out, overridden by api/openai_compat.py's stream of chat.completion.chunk events.
+    def opening(self) -> str:
+        return f"retry: {RECONNECT_MILLISECONDS}\n\n"
+
+    def send(self, event: Event):
+        yield sse(event.id, event.kind, event.data)
+
+    def complete(self, job):
+        yield sse(COMPLETED_ID, "completed", self.render(job))
+
+    def timed_out(self):
+        return iter(())
 
     def _declined(self):
         """Over the process's cap: what there is now, then the client comes back for the rest."""
@@ -106,7 +123,10 @@ class JobStream:
                 if self.final_status_seen or (finished is not None and self._grace_over(finished, bell)):
                     yield from self._completed(finished)
                     return
-                if not bell.wait(self.svc.settings.events_heartbeat):
+                if self.until is not None and time.monotonic() >= self.until:
+                    yield from self.timed_out()
+                    return
+                if not bell.wait(self._heartbeat()):
                     yield ": ping\n\n"
         finally:
             self.svc.event_watch.unwatch(job_id, bell)
@@ -115,7 +135,7 @@ class JobStream:
 
     def _new_events(self):
         for event in self.log.read(self.job.id, self.after):
-            yield sse(event.id, event.kind, event.data)
+            yield from self.send(event)
             self.after = event.id
             self.final_status_seen = self.final_status_seen or _is_final_status(event)
 
@@ -131,7 +151,12 @@ class JobStream:
     def _completed(self, finished):
         job = service.read_job(self.svc.db, self.job.id, owner=self.job.owner) or finished
         if job is not None:
-            yield sse(COMPLETED_ID, "completed", self.render(job))
+            yield from self.complete(job)
+
+    def _heartbeat(self) -> float:
+        """Seconds to park before a `: ping`; no longer than the time left before `until`."""
+        beat = self.svc.settings.events_heartbeat
+        return beat if self.until is None else max(0.0, min(beat, self.until - time.monotonic()))
 
 
 def _is_final_status(event: Event) -> bool:

@@ -78,6 +78,9 @@ def _component_schemas(max_chars: int) -> dict[str, Any]:
     for name, field in CAPPED_TEXT.items():
         components[name]["properties"][field]["maxLength"] = max_chars
     components["JobRequestForm"] = _form_schemas(components)
+    from api.openai_openapi import add_components  # imports this module: here, not at the top
+
+    add_components(components)
     return components
 
 
@@ -300,6 +303,7 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/jobs/{job_id}/images/{index}": {"get": _guarded(_get_image())},
         "/v1/workers": {"get": _guarded(_list_workers())},
+        **_openai_paths(),
         "/healthz": {"get": _probe("healthz", "Liveness: the API process is up.", ready=False)},
         "/readyz": {"get": _probe("readyz", "Readiness: database and queue reachable.", ready=True)},
         "/metrics": {
@@ -329,6 +333,12 @@ def _paths() -> dict[str, Any]:
             }
         },
     }
+
+
+def _openai_paths() -> dict[str, Any]:
+    from api.openai_openapi import openai_paths
+
+    return openai_paths()
 
 
 def _create_job() -> dict[str, Any]:

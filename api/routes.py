@@ -31,6 +31,14 @@ def create_job():
     svc = services()
     parsed = parse_job_request(request.mimetype, _json_body(), _form(), _files(),
                                svc.settings.max_prompt_chars)
+    job, replayed = submit(svc, parsed)
+    return _created(svc, job, replayed=replayed)
+
+
+def submit(svc: Services, parsed) -> tuple[Job, bool]:
+    """The one way a request becomes a job (POST /v1/jobs, api/openai_compat.py): checked against
+    the model, the tenant's cap, Idempotency-Key and Cancel-After, stored and queued.
+    (the job, whether an earlier request with the same Idempotency-Key had made it)."""
     _check_fits_model(svc, parsed.request)
     params = {key: value for key, value in parsed.params.items() if key != "type"}
     plan = scheduling.for_create(parsed.request, request.headers.get(scheduling.CANCEL_AFTER))
@@ -40,7 +48,7 @@ def create_job():
     fingerprinted = {**params, **plan.fingerprint_fields(), **(webhook.fingerprint_fields() if webhook else {})}
     fingerprint = service.request_fingerprint(parsed.type, fingerprinted, parsed.image_bytes)
     if key and (earlier := _earlier_job(svc, key, fingerprint)):
-        return _created(svc, earlier, replayed=True)
+        return earlier, True
     job_id = new_job_id()
     input_key = None
     if parsed.type == "understand":
@@ -60,12 +68,12 @@ def create_job():
         limits.insert_within_cap(svc.db, job, svc.settings.max_unfinished_jobs)
     except IntegrityError:  # the same key committed by a concurrent request first
         _forget_input(svc, job_id, input_key)
-        return _created(svc, _earlier_job(svc, key, fingerprint), replayed=True)
+        return _earlier_job(svc, key, fingerprint), True
     except limits.TooManyUnfinishedJobs as exc:
         _forget_input(svc, job_id, input_key)
         raise _too_many_unfinished(exc.limit) from None
     _publish(svc, job_id, job.type)
-    return _created(svc, job)
+    return job, False
 
 
 def _check_unfinished_cap(svc: Services) -> None:
@@ -97,7 +105,7 @@ def _created(svc: Services, job, replayed: bool = False):
     wait = requested_wait(request.headers.get("Prefer"), svc.settings.max_wait_seconds)
     declined = False
     if wait and job.status not in states.TERMINAL:
-        job, declined = _wait_for(svc, job, wait)
+        job, declined = wait_for(svc, job, wait)
     response = jsonify(_job_out(job))
     response.status_code = 200 if job.status in states.TERMINAL else 202
     response.headers["Location"] = job_path(job.id)
@@ -119,7 +127,7 @@ def requested_wait(prefer: str | None, limit: int) -> int:
     return 0
 
 
-def _wait_for(svc: Services, job, seconds: int):
+def wait_for(svc: Services, job, seconds: int):
     """(the job once finished or after `seconds`, False), or at once (job, True) when this
     process already holds as many waiting requests as it may (api/waits.py)."""
     with svc.waits.place() as placed:
