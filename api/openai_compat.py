@@ -45,6 +45,8 @@ CHAT_PARAMS = {"question": "messages", "image": "messages", "max_new_tokens": "m
                "temperature": "temperature", "top_p": "top_p", "seed": "seed"}
 # Fields of OpenAI's image endpoints that Janus has no use for, with why.
 IMAGE_EDIT_FIELDS = ("image", "mask")
+# A model entry's `created`: OpenAI's is when the model was made; here, when this process started.
+SERVING_SINCE = int(time.time())
 NO_RETRY = {"x-should-retry": "false"}  # read by the openai package before its own retry rules
 
 
@@ -90,6 +92,15 @@ def create_chat_completion():
                         "usage": None})
     response.headers["Location"] = job_path(job.id)
     return response
+
+
+@openai_api.get("/v1/models")
+def list_models():
+    """The one model this service serves, as OpenAI's model list: many tools list the models
+    before their first call, and some pick the `model` they send from it."""
+    model = services().settings.model
+    return jsonify({"object": "list", "data": [{"id": model, "object": "model", "created": SERVING_SINCE,
+                                                "owned_by": "janusq"}]})
 
 
 # --- requests ------------------------------------------------------------------------------

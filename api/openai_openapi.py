@@ -10,6 +10,13 @@ MODELS = (openai_schemas.ImagesRequest, openai_schemas.ChatRequest)
 ERROR = {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="OpenAIError")}}}
 # One server-sent event of a streamed answer as a stream reader parses it: `data` is a
 # chat.completion.chunk's JSON, an {"error": ...} object, or [DONE].
+MODEL_LIST = {
+    "type": "object", "required": ["object", "data"],
+    "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {
+        "type": "object", "required": ["id", "object", "created", "owned_by"],
+        "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+                       "owned_by": {"type": "string"}}}}},
+}
 CHUNK_EVENT = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
 
 
@@ -33,6 +40,17 @@ def openai_paths() -> dict[str, Any]:
             "`stream: true` the answer comes as chat.completion.chunk server-sent events, then `data: [DONE]`.",
             "ChatRequest", {"application/json": {"schema": _ref("ChatCompletion")},
                             "text/event-stream": {"schema": CHUNK_EVENT}})},
+        "/v1/models": {"get": {
+            "operationId": "listModels",
+            "summary": "The served model (OpenAI-compatible)",
+            "description": "One entry: the model this service serves (JANUS_MODEL), as OpenAI's model list.",
+            "responses": {
+                "200": {"description": "The model list.",
+                        "content": {"application/json": {"schema": MODEL_LIST}}},
+                "401": _error("No API key, or one that is unknown or revoked (code unauthorized)."),
+                "503": _error("The database is unreachable (auth needs it)."),
+            },
+        }},
     }
 
 

@@ -283,3 +283,12 @@ def test_the_openapi_document_describes_both_operations():
     assert not Draft202012Validator(schema_of("ImagesRequest")).is_valid({"prompt": "p", "size": "512x512"})
     assert Draft202012Validator(schema_of("OpenAIError")).is_valid(
         {"error": {"message": "m", "type": "server_error", "param": None, "code": "job_not_finished", "job_id": "j"}})
+
+
+def test_the_model_list_names_the_served_model(keyed, make_api):
+    api, client, _owner = keyed
+    models = client.models.list()
+    assert [model.id for model in models.data] == [api.app.extensions["janus"].settings.model]
+    assert models.data[0].object == "model" and models.data[0].owned_by == "janusq"
+    with pytest.raises(openai.AuthenticationError):
+        client_of(api, "jq_not_a_key").models.list()
