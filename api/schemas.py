@@ -269,8 +269,12 @@ class ListJobsQuery(BaseModel):
     status: JobStatus | None = Field(None, description="Only jobs in this status.")
     type: JobType | None = Field(None, description="Only jobs of this type.")
     limit: int = Field(20, ge=1, le=100, description="Page size.")
+    # The alphabet of the cursors the API hands out (URL-safe base64, no padding): anything else
+    # is refused here, and a URL-encoded non-ASCII cursor of 512 characters no longer outgrows
+    # gunicorn's 4,094-byte request line (an undocumented 414).
     cursor: str | None = Field(
-        None, min_length=1, max_length=512, description="`next_cursor` from the previous page."
+        None, min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+$",
+        description="`next_cursor` from the previous page.",
     )
 
 

@@ -367,6 +367,8 @@ def test_list_query_defaults_and_conversion():
         ({"status": "done"}, "status"),
         ({"type": "draw"}, "type"),
         ({"sort": "asc"}, "sort"),
+        ({"cursor": "ü" * 512}, "cursor"),
+        ({"cursor": "abc="}, "cursor"),
     ],
 )
 def test_list_query_rejected(args, field):
