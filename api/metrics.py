@@ -20,7 +20,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from jobs import states
 from jobs.db import Database
-from jobs.models import Job, WorkerBatch, utcnow
+from jobs.models import DeletedJobCount, Job, WorkerBatch, utcnow
 from jobs.settings import QUEUES
 from jobs.workers import STATUSES, count_by_status, list_workers
 
@@ -57,6 +57,9 @@ class JobTableCollector:
         with self.db.session() as session:
             counts = session.execute(
                 select(Job.type, Job.status, func.count()).group_by(Job.type, Job.status)).all()
+            # Deleted jobs still count as submitted (and finished): counters must never fall.
+            deleted = session.execute(select(DeletedJobCount.type, DeletedJobCount.status,
+                                             DeletedJobCount.count)).all()
             oldest = session.execute(
                 select(Job.type, func.min(Job.created_at)).where(Job.status == states.QUEUED)
                 .group_by(Job.type)).all()
@@ -68,7 +71,7 @@ class JobTableCollector:
                                    QUEUE_WAIT_BUCKETS, Job.status.in_(sorted(states.TERMINAL)))
             sizes = _histogram_rows(session, WorkerBatch.type, WorkerBatch.size, BATCH_SIZE_BUCKETS)
             workers = count_by_status(list_workers(session))
-        yield from _count_metrics(counts)
+        yield from _count_metrics(counts, deleted)
         yield _oldest_queued(oldest)
         yield _histogram("janus_job_run_seconds", "Run time of finished jobs", run, RUN_BUCKETS)
         yield _histogram("janus_decode_step_seconds", "Mean decode step time per finished job", step, STEP_BUCKETS)
@@ -79,24 +82,29 @@ class JobTableCollector:
         yield _worker_metric(workers)
 
 
-def _count_metrics(counts):
+def _count_metrics(live, deleted):
+    """Counters from the live rows plus the deleted ones' tallies (so they never fall); the
+    gauges (queued, running) from the live rows alone."""
     submitted = CounterMetricFamily("janus_jobs_submitted", "Jobs accepted, by type", labels=["type"])
     finished = CounterMetricFamily("janus_jobs_finished", "Jobs finished, by type and status",
                                    labels=["type", "status"])
     depth = GaugeMetricFamily("janus_queue_depth", "Jobs waiting for a worker, by type", labels=["type"])
     running = GaugeMetricFamily("janus_jobs_running", "Jobs being run, by type", labels=["type"])
-    totals: dict[str, int] = {}
-    by_state: dict[tuple[str, str], int] = {}
-    for job_type, status, count in counts:
-        totals[job_type] = totals.get(job_type, 0) + count
-        by_state[(job_type, status)] = count
+    now, ever = _by_state(live), _by_state([*live, *deleted])
     for job_type in QUEUES:
-        submitted.add_metric([job_type], totals.get(job_type, 0))
-        depth.add_metric([job_type], by_state.get((job_type, states.QUEUED), 0))
-        running.add_metric([job_type], by_state.get((job_type, states.RUNNING), 0))
+        submitted.add_metric([job_type], sum(count for (kind, _), count in ever.items() if kind == job_type))
+        depth.add_metric([job_type], now.get((job_type, states.QUEUED), 0))
+        running.add_metric([job_type], now.get((job_type, states.RUNNING), 0))
         for status in sorted(states.TERMINAL):
-            finished.add_metric([job_type, status], by_state.get((job_type, status), 0))
+            finished.add_metric([job_type, status], ever.get((job_type, status), 0))
     return submitted, finished, depth, running
+
+
+def _by_state(rows) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for job_type, status, count in rows:
+        counts[(job_type, status)] = counts.get((job_type, status), 0) + count
+    return counts
 
 
 def _oldest_queued(rows):

@@ -191,6 +191,19 @@ class WorkerBatch(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class DeletedJobCount(Base):
+    """How many jobs of a type were deleted in each status (jobs/retention.delete_job): /metrics
+    adds them to the live rows' counts, so its job counters never fall when a job is deleted
+    (Prometheus would read a fall as a counter reset). Deletions are rare: one row per
+    (type, status), bumped in the deleting transaction."""
+
+    __tablename__ = "deleted_job_counts"
+
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class JobEvent(Base):
     """One event of a job's stream (jobs/events.py), where events live in the database: the
     embedded configuration (SQLite, no Redis). The id orders a job's events and is the SSE id."""

@@ -20,10 +20,12 @@ import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from jobs import states
 from jobs.db import Database
-from jobs.models import Job, WebhookDelivery, utcnow
+from jobs.models import DeletedJobCount, Job, WebhookDelivery, utcnow
 from jobs.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -91,8 +93,11 @@ def delete_job(db: Database, storage: Storage, job_id: str) -> bool:
         states.request_cancel(session, job_id)
     storage.delete_prefix(job_prefix(job_id))
     with db.session() as session:
-        deleted = session.execute(delete(Job).where(Job.id == job_id)
-                                  .execution_options(synchronize_session=False)).rowcount == 1
+        gone = session.execute(delete(Job).where(Job.id == job_id).returning(Job.type, Job.status)
+                               .execution_options(synchronize_session=False)).one_or_none()
+        deleted = gone is not None
+        if deleted:
+            count_deleted(session, gone.type, gone.status)
         # Its webhook deliveries hold snapshots of it (prompt, answer): they go with it, pending ones too.
         session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
                         .execution_options(synchronize_session=False))
@@ -103,6 +108,14 @@ def delete_job(db: Database, storage: Storage, job_id: str) -> bool:
     except StorageError as exc:  # only what a worker stored in the last moments; the worker or S3's rule cleans it
         log.warning("job %s deleted, but its files could not be deleted a second time: %s", job_id, exc)
     return deleted
+
+
+def count_deleted(session, job_type: str, status: str) -> None:
+    """One more deleted job of this type and status (DeletedJobCount), in the deleting transaction."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(DeletedJobCount).values(type=job_type, status=status, count=1)
+    session.execute(statement.on_conflict_do_update(index_elements=["type", "status"],
+                                                    set_={"count": DeletedJobCount.count + 1}))
 
 
 def clean_up_if_deleted(db: Database, storage: Storage, job_id: str) -> bool:

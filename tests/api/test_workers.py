@@ -5,11 +5,11 @@ from datetime import timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from jobs import keys
 from jobs.heartbeat import HeartbeatRow, WorkerIdentity
-from jobs.models import Job, Worker, WorkerBatch, utcnow
+from jobs.models import DeletedJobCount, Job, Worker, WorkerBatch, utcnow
 from tests.api.conftest import bearer
 
 
@@ -17,7 +17,7 @@ from tests.api.conftest import bearer
 def clean(pg):
     """No workers, batches or jobs left by other tests of this module's database."""
     with pg.session() as session:
-        for table in (Worker, WorkerBatch, Job):
+        for table in (Worker, WorkerBatch, Job, DeletedJobCount):
             session.execute(delete(table))
     return pg
 
@@ -101,6 +101,54 @@ def test_metrics_count_workers_by_status_and_batches_by_size(make_api, clean):
     text = api.client.get("/metrics").get_data(as_text=True)
     assert metric(text, "janus_workers", status="busy") == 0 and metric(text, "janus_workers", status="idle") == 2
     assert metric(text, "janus_batch_size_count", type="understand") == 1
+
+
+def test_job_counters_never_fall_when_jobs_are_deleted(make_api, clean):
+    """Prometheus reads a counter that falls as a reset (rate() would spike): a deleted job stays
+    counted as submitted and finished; the running gauge does drop."""
+    from jobs.retention import delete_job
+
+    api = make_api()
+    for status in ("succeeded", "succeeded", "running", "failed"):
+        add_job(clean, "generate", status, created_ago=60, waited=1)
+    before = api.client.get("/metrics").get_data(as_text=True)
+    services = api.app.extensions["janus"]
+    with clean.session() as session:
+        ids = {status: session.scalars(select(Job.id).where(Job.status == status)).first()
+               for status in ("succeeded", "running", "failed")}
+    for job_id in ids.values():
+        assert delete_job(services.db, services.storage, job_id)
+    after = api.client.get("/metrics").get_data(as_text=True)
+    for name, labels in (("janus_jobs_submitted_total", {"type": "generate"}),
+                         ("janus_jobs_finished_total", {"type": "generate", "status": "succeeded"}),
+                         ("janus_jobs_finished_total", {"type": "generate", "status": "failed"})):
+        assert metric(after, name, **labels) == metric(before, name, **labels)
+    assert metric(before, "janus_jobs_submitted_total", type="generate") == 4
+    assert metric(before, "janus_jobs_running", type="generate") == 1
+    assert metric(after, "janus_jobs_running", type="generate") == 0
+    # The running job was deleted while it ran (only flagged to stop): submitted, never finished.
+    assert metric(after, "janus_jobs_finished_total", type="generate", status="canceled") == 0
+    add_job(clean, "generate", "succeeded", created_ago=5, waited=1)  # a later job adds on top
+    assert metric(api.client.get("/metrics").get_data(as_text=True), "janus_jobs_submitted_total",
+                  type="generate") == 5
+
+
+def test_deleted_jobs_are_counted_on_sqlite_too(tmp_path):
+    from api.metrics import render_metrics
+    from jobs.db import Database
+    from jobs.migrate import upgrade
+    from jobs.retention import count_deleted
+
+    url = f"sqlite:///{tmp_path / 'janus.db'}"
+    upgrade(url)
+    db = Database(url)
+    for _ in range(2):
+        with db.session() as session:
+            count_deleted(session, "understand", "succeeded")
+    text = render_metrics(db).decode()
+    db.dispose()
+    assert metric(text, "janus_jobs_finished_total", type="understand", status="succeeded") == 2
+    assert metric(text, "janus_jobs_submitted_total", type="understand") == 2
 
 
 def add_job(pg, job_type: str, status: str, created_ago: float, waited: float | None = None) -> None:
