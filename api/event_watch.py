@@ -14,6 +14,8 @@ import os
 import threading
 import time
 
+from jobs.oneline import first_line
+
 log = logging.getLogger(__name__)
 # How long one XREAD waits for news: a stream opened meanwhile is watched from the next one on
 # (its own first read covers what came before), so this bounds the delay of its first news.
@@ -90,5 +92,5 @@ class EventWatch:
         if not self._failing:
             self._failing = True
             log.warning("event watcher: cannot read the event log (%s); retrying every %.0f s",
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                        first_line(exc),
                         RETRY_AFTER_FAILURE_SECONDS)

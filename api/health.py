@@ -7,6 +7,7 @@ from sqlalchemy import text
 from api.metrics import render_metrics
 from api.openapi import build_openapi
 from api.services import services
+from jobs.oneline import first_line
 
 health = Blueprint("health", __name__)
 
@@ -43,7 +44,7 @@ def _probe(check) -> str:
     try:
         check()
     except Exception as exc:  # noqa: BLE001 - any failure means "down"; say why
-        return f"down: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        return f"down: {first_line(exc, 200)}"
     return "ok"
 
 

@@ -10,6 +10,7 @@ from flask import current_app
 from api.errors import ApiError
 from jobs.db import Database
 from jobs.events import attach_event_log
+from jobs.oneline import first_line
 from jobs.queue import Publisher
 from jobs.settings import Settings
 from jobs.storage import Storage, open_storage
@@ -87,7 +88,7 @@ class Services:
             except (OSError, ValueError, KeyError) as exc:
                 self._budget_failed_at = time.monotonic()
                 self._budget_error = ApiError.of("unavailable", f"the model's tokenizer could not be read: "
-                                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                                                 f"{first_line(exc)}",
                                                  "model")
                 raise self._budget_error from None
         return self._prompt_budget

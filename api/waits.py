@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from jobs import states
 from jobs.db import Database
 from jobs.models import Job
+from jobs.oneline import first_line
 
 log = logging.getLogger(__name__)
 # How stale a waiter's news may be: a finished job is answered at most this much later.
@@ -149,7 +150,7 @@ class WaitRoom:
         # Waiters then run out their time and read the job themselves (a 503 if it is still down).
         if not self._failing:
             self._failing = True
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             level = logging.WARNING if isinstance(exc, SQLAlchemyError) else logging.ERROR
             log.log(level, "waits: cannot check the awaited jobs (%s); retrying every %.0f s",
                     reason, RETRY_AFTER_FAILURE_SECONDS)

@@ -28,6 +28,7 @@ from pathlib import Path
 from janusq import fleet_load
 from janusq.fleet_report import Observed, report
 from janusq.fleet_stack import FleetStack, StackOptions, children_of
+from jobs.oneline import first_line
 
 log = logging.getLogger("janusq.bench")
 
@@ -97,7 +98,7 @@ def main(args) -> int:
         try:
             line = run(options, workers)
         except (TimeoutError, OSError, subprocess.CalledProcessError, _database_error()) as exc:
-            print(f"janusq: bench --fleet with {workers} workers: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+            print(f"janusq: bench --fleet with {workers} workers: {first_line(exc)}",
                   file=sys.stderr)
             return 1
         print(json.dumps(line), flush=True)

@@ -9,6 +9,7 @@ import os
 import sys
 
 from janusq.client import cli as client_cli
+from jobs.oneline import first_line
 from jobs.settings import QUEUES, Settings, SettingsError, load_settings, redact_url
 
 
@@ -57,11 +58,11 @@ def _first_line(exc: Exception, settings: Settings) -> str:
     from sqlalchemy.exc import DBAPIError
 
     if isinstance(exc, DBAPIError):
-        reason = str(exc.orig).strip().splitlines()[0]
+        reason = first_line(exc.orig)
         if _missing_table(exc):
             return f"database {settings.database_label} has no jobs tables (has `janusq migrate` been run?): {reason}"
         return f"cannot use the database {settings.database_label} (JANUS_DATABASE_URL): {reason}"
-    return str(exc).splitlines()[0]
+    return first_line(exc)
 
 
 def _missing_table(exc) -> bool:
@@ -121,7 +122,7 @@ def _convert(_settings: Settings, args) -> int:
     try:
         done = convert_checkpoint(args.src, args.dst, family=args.family, max_shard_bytes=int(args.shard_gb * 1e9))
     except CheckpointFormatError as exc:
-        print(f"janusq: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"janusq: {first_line(exc)}", file=sys.stderr)
         return 2
     logging.getLogger("janusq").info("converted %s (%s, %d tensors) into %s: serve it with JANUS_MODEL=%s",
                                      done.source, done.family, done.tensors, done.target, done.target)

@@ -16,6 +16,8 @@ import time
 
 from celery import bootsteps
 
+from jobs.oneline import first_line
+
 log = logging.getLogger(__name__)
 
 MODEL_FAILED_EXIT = 3
@@ -75,5 +77,5 @@ def _pool_alive(worker) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    line = first_line(exc)
+    return line if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"

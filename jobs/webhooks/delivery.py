@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from jobs.db import Database
 from jobs.models import WebhookDelivery as Delivery
 from jobs.models import utcnow
+from jobs.oneline import first_line
 from jobs.settings import Settings
 from jobs.sweeper import hold_lock
 from jobs.webhooks import http, outbox, signing
@@ -154,7 +155,7 @@ class DeliveryLoop:
             try:
                 self.tick()
             except SQLAlchemyError as exc:  # the database is down: try again later
-                log.warning("webhook deliveries: database unavailable: %s", str(exc).splitlines()[0])
+                log.warning("webhook deliveries: database unavailable: %s", first_line(exc))
             except Exception:  # noqa: BLE001 - never let the loop die
                 log.exception("webhook delivery tick failed")
             self._stop.wait(POLL_SECONDS if self.leading else LEASE_SECONDS / 3)
