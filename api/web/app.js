@@ -68,6 +68,8 @@ onSubmit($("#understand-form"), () => {
   form.set("type", "understand");
   form.set("question", $("#question").value);
   form.set("max_new_tokens", $("#max-new-tokens").value);
+  // As for images: empty lets the service choose; a seed makes the answer reproducible.
+  if ($("#understand-seed").value !== "") form.set("seed", $("#understand-seed").value);
   const file = $("#image").files[0];
   if (file) form.set("image", file); // none: the API's own error names the missing field
   return submitUpload(form);

@@ -11,13 +11,17 @@ from tests.s3server import DUMMY_AWS_ENV
 @pytest.fixture(scope="module")
 def embedded_stack(tmp_path_factory, tiny_checkpoint):
     """`make run`'s configuration: SQLite, kombu's SQLAlchemy transport, a local folder."""
+    stack = Stack(embedded_env(tmp_path_factory, tiny_checkpoint), tmp_path_factory.mktemp("logs"))
+    yield stack.start(workers=1)
+    stack.stop()
+
+
+def embedded_env(tmp_path_factory, tiny_checkpoint) -> dict:
+    """embedded_stack's configuration (tests/e2e/test_web_page.py adds to it)."""
     data_dir = tmp_path_factory.mktemp("var")
     # Pre-place the session's tiny checkpoint where JANUS_MODEL=tiny looks, to skip a rebuild.
     shutil.copytree(tiny_checkpoint, data_dir / "models" / "janus-tiny")
-    stack = Stack({"JANUS_DATA_DIR": str(data_dir), "JANUS_MODEL": "tiny"},
-                  tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=1)
-    stack.stop()
+    return {"JANUS_DATA_DIR": str(data_dir), "JANUS_MODEL": "tiny"}
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from playwright.sync_api import expect, sync_playwright
 from jobs.db import Database
 from jobs.keys import create_key
 from tests.e2e.browser import launch, new_page, screenshot
-from tests.e2e.conftest import distributed_env
+from tests.e2e.conftest import distributed_env, embedded_env
 from tests.e2e.helpers import png_bytes
 from tests.e2e.stack import Stack
 
@@ -48,6 +48,17 @@ def page(browser):
     yield page
     page.context.close()
     assert errors == [], f"the page's scripts failed: {errors}"
+
+
+@pytest.fixture(scope="module")
+def embedded_stack(tmp_path_factory, tiny_checkpoint):
+    """`make run`'s configuration, with output events every 0.1 s instead of 0.5: the tiny
+    model writes a whole answer in under a second on a quiet machine, and the understand test
+    must see it arrive in pieces."""
+    env = {**embedded_env(tmp_path_factory, tiny_checkpoint), "JANUS_PROGRESS_INTERVAL": "0.1"}
+    stack = Stack(env, tmp_path_factory.mktemp("logs"))
+    yield stack.start(workers=1)
+    stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +173,15 @@ def test_understand_job_from_the_page_streams_its_answer(embedded_stack, page):
     page.set_input_files("#image", files=[{"name": "red.png", "mimeType": "image/png", "buffer": png_bytes()}])
     page.fill("#question", "What is in this picture?")
     page.fill("#max-new-tokens", "1024")
+    # Seeded: the tiny model's answer to this image and question is then ~840 characters (about
+    # 0.8 s of decoding, measured); an unseeded one may stop after a few tokens, in one piece.
+    page.fill("#understand-seed", "1")
     page.click("#understand-form button[type=submit]")
     card = page.locator(".job-card").first
     expect(card).to_have_attribute("data-status", "succeeded", timeout=60_000)
     job = embedded_stack.job(card.get_attribute("data-job-id"))
     assert job["params"]["image"]["width"] == 64 and job["params"]["max_new_tokens"] == 1024
+    assert job["params"]["seed"] == 1
     expect(card.locator(".answer")).to_have_text(job["result"]["text"])
     # What the output events showed before the end: beginnings of the answer (a character whose
     # bytes were not all decoded yet shows as U+FFFD at the end).
