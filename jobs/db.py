@@ -1,6 +1,7 @@
 """Engines and sessions: one engine per process, a short session per request or task."""
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -91,6 +92,7 @@ class Database:
         self.pool_size, self.max_overflow = pool_size, max_overflow
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._creating = threading.Lock()
         # Where the job events its sessions record go (jobs/events.py, attach_event_log); None:
         # recorded events are dropped (tools and tests that stream nothing).
         self.events = None
@@ -98,11 +100,17 @@ class Database:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.url, self.pooled, self.pool_size, self.max_overflow)
-            self._sessions = sessionmaker(self._engine, expire_on_commit=False)
-            # One statement needs no transaction: no BEGIN and COMMIT round trips around it.
-            self._autocommit_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._reads = sessionmaker(self._autocommit_engine, expire_on_commit=False)
+            # A fresh API process's first requests arrive on several threads at once: one builds
+            # the engine and its session makers, and `_engine` is set last, so no thread sees an
+            # engine whose session makers are not there yet (an AttributeError, seen under load).
+            with self._creating:
+                if self._engine is None:
+                    engine = make_engine(self.url, self.pooled, self.pool_size, self.max_overflow)
+                    self._sessions = sessionmaker(engine, expire_on_commit=False)
+                    # One statement needs no transaction: no BEGIN and COMMIT round trips around it.
+                    self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+                    self._reads = sessionmaker(self._autocommit_engine, expire_on_commit=False)
+                    self._engine = engine
         return self._engine
 
     @property

@@ -52,3 +52,43 @@ def test_a_connection_used_moments_ago_is_not_pinged(database, monkeypatch):
         with database.session() as session:
             session.execute(text("SELECT 1"))
     assert len(pings) <= 1  # only a connection the pool had not handed out yet
+
+
+def test_threads_that_all_start_with_a_fresh_database_share_one_engine(monkeypatch, tmp_path):
+    """A new API process's first requests come on several threads at once. Building the session
+    makers is slowed here so that, had `_engine` been set before them, another thread would find
+    an engine without its session makers (an AttributeError, once seen as a 500 under load)."""
+    import threading
+
+    real_sessionmaker, made = db_module.sessionmaker, []
+
+    def slow_sessionmaker(*args, **kwargs):
+        time.sleep(0.05)
+        return real_sessionmaker(*args, **kwargs)
+
+    real_make_engine = db_module.make_engine
+
+    def counted_make_engine(*args, **kwargs):
+        made.append(1)
+        return real_make_engine(*args, **kwargs)
+
+    monkeypatch.setattr(db_module, "sessionmaker", slow_sessionmaker)
+    monkeypatch.setattr(db_module, "make_engine", counted_make_engine)
+    fresh = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    failures, start = [], threading.Barrier(8)
+
+    def read():
+        start.wait()
+        try:
+            with fresh.read_session() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            failures.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    fresh.dispose()
+    assert failures == [] and len(made) == 1
