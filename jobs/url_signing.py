@@ -2,6 +2,10 @@
 presigned URLs, so an image can be fetched without the API key (an <img> tag, a shared link)
 until it expires.
 
+The expiry is rounded up to a step of a tenth of the TTL (at most a minute), so a URL lives between
+one and 1.1 TTLs and every GET within one step hands out the same URL: browsers and proxies cache
+the image instead of fetching it again each time a page polls the job.
+
 The key is JANUS_URL_SIGNING_KEY, or else a random one generated once and kept in the database
 (`service_secrets`): every API process, on any machine, signs and verifies with the same key,
 and a restart keeps the URLs handed out valid. A file in the data dir would not be shared.
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
@@ -26,6 +31,7 @@ SIGNING_KEY_NAME = "url_signing_key"
 # Unix seconds, ASCII digits only (str.isdigit takes other scripts' digits) and short enough that
 # int() of anything sent stays cheap.
 EXPIRES = re.compile(r"[0-9]{1,12}")
+MAX_EXPIRY_STEP_SECONDS = 60
 
 
 class SignatureInvalid(ValueError):
@@ -39,10 +45,13 @@ class SignatureExpired(ValueError):
 class UrlSigner:
     def __init__(self, key: bytes, ttl_seconds: int):
         self.key, self.ttl_seconds = key, ttl_seconds
+        self.expiry_step = max(1, min(MAX_EXPIRY_STEP_SECONDS, ttl_seconds // 10))
 
     def query(self, path: str, now: float | None = None) -> str:
-        """The query string that makes `path` fetchable for ttl_seconds from now."""
-        expires = int(now if now is not None else time.time()) + self.ttl_seconds
+        """The query string that makes `path` fetchable for at least ttl_seconds from now (up to
+        one expiry step more)."""
+        earliest = (now if now is not None else time.time()) + self.ttl_seconds
+        expires = math.ceil(earliest / self.expiry_step) * self.expiry_step
         return urlencode({"expires": expires, "signature": self._signature(path, expires)})
 
     def verify(self, path: str, expires: str | None, signature: str | None, now: float | None = None) -> None:

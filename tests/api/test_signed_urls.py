@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import pytest
 
 from jobs.retention import Retention
+from jobs.url_signing import SignatureExpired, UrlSigner
 from jobs.settings import SettingsError, load_settings
 from tests.api.conftest import bearer
 from tests.api.test_retention import finish, png, submit
@@ -49,10 +50,28 @@ def test_a_signed_image_url_needs_no_key_until_it_expires(finished):
     assert api.client.get(f"/v1/jobs/{job_id}/images/0").status_code == 401  # unsigned still needs the key
 
 
+@pytest.mark.parametrize("ttl, step", [(900, 60), (120, 12), (5, 1), (1, 1)])
+def test_a_url_lives_between_one_ttl_and_one_step_more_and_is_the_same_within_a_step(ttl, step):
+    signer, path, start = UrlSigner(b"k" * 32, ttl), "/v1/jobs/j/images/0", 1_800_000_000.5
+    assert signer.expiry_step == step
+    for now in (start + offset * 0.37 for offset in range(200)):
+        expires = int(parse_qs(signer.query(path, now=now))["expires"][0])
+        assert now + ttl <= expires <= now + ttl + step and expires % step == 0
+    # Asked again within a step, the same URL: a browser that polls the job keeps its cached image.
+    # (1.8e9 and each ttl are whole steps, so these two fall in one step.)
+    assert signer.query(path, now=1_800_000_000.1) == signer.query(path, now=1_800_000_000.1 + 0.8 * step)
+    assert signer.query(path, now=1_800_000_000.1) != signer.query(path, now=1_800_000_000.1 + step)
+    fields = parse_qs(signer.query(path, now=start))
+    signer.verify(path, fields["expires"][0], fields["signature"][0], now=start + ttl)  # still good
+    with pytest.raises(SignatureExpired):
+        signer.verify(path, fields["expires"][0], fields["signature"][0], now=start + ttl + step + 1)
+
+
 def test_an_expired_signature_is_refused(finished):
     api, _, job_id = finished
     path = f"/v1/jobs/{job_id}/images/0"
-    query = api.app.extensions["janus"].url_signer.query(path, now=time.time() - api.settings.url_ttl - 5)
+    # Signed two TTLs ago: past even the longest life an expiry step gives.
+    query = api.app.extensions["janus"].url_signer.query(path, now=time.time() - 2 * api.settings.url_ttl)
     response = api.client.get(f"{path}?{query}")
     assert response.status_code == 403
     assert response.json["error"]["code"] == "signature_expired" and response.json["error"]["field"] == "expires"
