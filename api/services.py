@@ -34,7 +34,15 @@ class Services:
         self.db = attach_event_log(Database(self.settings.database, pool_size=self.settings.api_db_pool_size,
                                             max_overflow=self.settings.db_max_overflow), self.settings)
         self.publisher = Publisher(self.settings)
+        # Built here, not lazily: each holds state that every request thread must share, and from
+        # Python 3.12 on cached_property takes no lock, so two first requests could each build one
+        # (waiters parked in a discarded WaitRoom would wake only at their timeout). None connects.
+        self.waits = self._wait_room()
+        self.event_watch = self._event_watch()
+        self.key_cache = self._key_cache()
+        self.rate_limiter = self._rate_limiter()
 
+    # Lazy (they may connect); two threads that each build one get equal, stateless objects.
     @cached_property
     def storage(self) -> Storage:
         return open_storage(self.settings.storage, self.settings.s3_endpoint_url,
@@ -47,28 +55,24 @@ class Services:
 
         return UrlSigner(signing_key(self.settings.url_signing_key, self.db), self.settings.url_ttl)
 
-    @cached_property
-    def waits(self):
+    def _wait_room(self):
         """This process's waiting requests (Prefer: wait): capped, and woken by one watcher."""
         from api.waits import WaitRoom
 
         return WaitRoom(self.db, self.settings.waiting_capacity)
 
-    @cached_property
-    def event_watch(self):
+    def _event_watch(self):
         """This process's event streams' one watcher (api/event_watch.py)."""
         from api.event_watch import EventWatch
 
         return EventWatch(self.db.events)
 
-    @cached_property
-    def key_cache(self):
+    def _key_cache(self):
         from api.auth import KeyCache
 
         return KeyCache(self.settings.api_key_cache_seconds)
 
-    @cached_property
-    def rate_limiter(self):
+    def _rate_limiter(self):
         from api.ratelimit import open_rate_limiter
 
         return open_rate_limiter(self.settings.rate_limit_redis, self.settings.rate_limit_per_minute)
