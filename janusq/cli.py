@@ -7,10 +7,14 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from janusq.client import cli as client_cli
-from jobs.oneline import first_line
-from jobs.settings import QUEUES, Settings, SettingsError, load_settings, redact_url
+
+if TYPE_CHECKING:
+    from jobs.settings import Settings
+# The server's modules are imported where used, after the client commands are handed over: those
+# run on a laptop with the client alone, and start in half the time without pydantic-settings.
 
 
 BENCH_MODES = ("--queue", "--api", "--fleet")
@@ -21,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] and argv[0] in client_cli.COMMANDS:  # a client of a running service: no server settings
         return client_cli.main(argv)
+    from jobs.settings import SettingsError, load_settings
+
     if argv[:1] == ["bench"] and not set(BENCH_MODES) & set(argv):
         if {"-h", "--help"} & set(argv):
             print(_parser().bench_parser.format_help())  # the other modes, then the model bench's own options
@@ -57,6 +63,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def _first_line(exc: Exception, settings: Settings) -> str:
     from sqlalchemy.exc import DBAPIError
 
+    from jobs.oneline import first_line
+
     if isinstance(exc, DBAPIError):
         reason = first_line(exc.orig)
         if _missing_table(exc):
@@ -72,6 +80,8 @@ def _missing_table(exc) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from jobs.settings import QUEUES
+
     parser = argparse.ArgumentParser(prog="janusq", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="API + one worker on embedded defaults (SQLite, local files)")
@@ -118,6 +128,7 @@ def _add_convert_command(commands) -> None:
 
 def _convert(_settings: Settings, args) -> int:
     from janus_model.convert import CheckpointFormatError, convert_checkpoint
+    from jobs.oneline import first_line
 
     try:
         done = convert_checkpoint(args.src, args.dst, family=args.family, max_shard_bytes=int(args.shard_gb * 1e9))
@@ -215,6 +226,7 @@ def _bench_model(argv: list[str]) -> int:
     through untouched; the tiny checkpoint defaults to the one JANUS_DATA_DIR holds.
     """
     from janus_model.bench import main as bench_main
+    from jobs.settings import load_settings
 
     if not any(arg.startswith("--checkpoint") for arg in argv) and not {"-h", "--help"} & set(argv):
         settings = load_settings(model="tiny")
@@ -268,6 +280,8 @@ def _serve(settings: Settings, _args) -> int:
 
 
 def _worker(settings: Settings, args) -> int:
+    from jobs.settings import QUEUES, redact_url
+
     queues = [name.strip() for name in args.queues.split(",") if name.strip()]
     unknown = sorted(set(queues) - set(QUEUES))
     if unknown or not queues:

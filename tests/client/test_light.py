@@ -43,3 +43,15 @@ def test_client_commands_need_no_server_settings_and_fail_in_one_line():
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("janusq: connection_error: cannot reach")
+
+
+def test_the_janusq_command_runs_client_commands_without_the_servers_packages():
+    # The same command dispatches the server's commands; the client ones must not load its modules
+    # (pydantic-settings alone doubles their start-up time).
+    blocked = "".join(f"sys.modules[{name!r}] = None\n" for name in SERVER_ONLY)
+    command = blocked + f"from janusq.cli import main\nsys.exit(main(['jobs', 'list', '--url', " \
+                        f"'http://127.0.0.1:{_closed_port()}']))\n"
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + command], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("janusq: connection_error: cannot reach") and done.stderr.count("\n") == 1
