@@ -18,9 +18,9 @@ from tests.e2e.stack import Stack
 @pytest.fixture(scope="module")
 def authed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url):
     env = distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url)
-    stack = Stack({**env, "JANUS_AUTH": "on"}, tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=1)  # one: a second would only add its model warm-up (~20 s on a CPU)
-    stack.stop()
+    # One worker: a second would only add its model warm-up (~20 s on a CPU).
+    with Stack({**env, "JANUS_AUTH": "on"}, tmp_path_factory.mktemp("logs")).start(workers=1) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

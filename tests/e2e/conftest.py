@@ -11,13 +11,13 @@ from tests.s3server import DUMMY_AWS_ENV
 @pytest.fixture(scope="module")
 def embedded_stack(tmp_path_factory, tiny_checkpoint):
     """`make run`'s configuration: SQLite, kombu's SQLAlchemy transport, a local folder."""
-    stack = Stack(embedded_env(tmp_path_factory, tiny_checkpoint), tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=1)
-    stack.stop()
+    env = embedded_env(tmp_path_factory, tiny_checkpoint)
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=1) as stack:
+        yield stack
 
 
 def embedded_env(tmp_path_factory, tiny_checkpoint) -> dict:
-    """embedded_stack's configuration (tests/e2e/test_web_page.py adds to it)."""
+    """embedded_stack's configuration (test_web_page.py and test_events.py add to it)."""
     data_dir = tmp_path_factory.mktemp("var")
     # Pre-place the session's tiny checkpoint where JANUS_MODEL=tiny looks, to skip a rebuild.
     shutil.copytree(tiny_checkpoint, data_dir / "models" / "janus-tiny")
@@ -28,9 +28,8 @@ def embedded_env(tmp_path_factory, tiny_checkpoint) -> dict:
 def distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url):
     """The production shape: PostgreSQL, Redis, S3 over HTTP, two workers sharing the queues."""
     env = distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url)
-    stack = Stack(env, tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=2)
-    stack.stop()
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=2) as stack:
+        yield stack
 
 
 def distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url) -> dict:

@@ -35,6 +35,13 @@ class Stack:
         self._engine = None
 
     # -- processes -------------------------------------------------------------------------
+    # `with Stack(env, logs).start(workers=1) as stack: yield stack` is a fixture's whole body:
+    # the processes are stopped however the tests went.
+    def __enter__(self) -> "Stack":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
     def start(self, workers: int = 1, queues: str | None = None) -> "Stack":
         upgrade(self.settings.database)
         try:

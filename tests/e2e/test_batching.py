@@ -25,9 +25,9 @@ def stack(tmp_path_factory, tiny_checkpoint):
     """`make run`'s configuration, API only: each test starts the worker once its jobs are queued."""
     data_dir = tmp_path_factory.mktemp("var")
     shutil.copytree(tiny_checkpoint, data_dir / "models" / "janus-tiny")
-    stack = Stack({"JANUS_DATA_DIR": str(data_dir), "JANUS_MODEL": "tiny"}, tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=0)
-    stack.stop()
+    env = {"JANUS_DATA_DIR": str(data_dir), "JANUS_MODEL": "tiny"}
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=0) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,8 @@ def two_worker_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url)
     env = {"JANUS_DATA_DIR": str(tmp_path_factory.mktemp("var")), "JANUS_DATABASE_URL": postgres_url,
            "JANUS_BROKER_URL": redis_url, "JANUS_MODEL": str(tiny_checkpoint),
            "JANUS_MAX_BATCH_IMAGES": "2", "JANUS_MAX_BATCH_ANSWERS": "2"}
-    stack = Stack(env, tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=2)
-    stack.stop()
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=2) as stack:
+        yield stack
 
 
 @contextmanager

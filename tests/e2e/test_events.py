@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
 import time
 import uuid
 
@@ -22,6 +21,7 @@ from PIL import Image
 
 from jobs.db import Database
 from jobs.keys import create_key
+from tests.e2e.conftest import embedded_env
 from tests.e2e.helpers import data_url, png_bytes
 from tests.e2e.sse import read_events
 from tests.e2e.stack import TERMINAL, Stack
@@ -178,12 +178,9 @@ def test_another_tenants_job_and_bad_requests(served):
 def embedded_stack(tmp_path_factory, tiny_checkpoint):
     """`make run`'s configuration (SQLite, kombu's SQLAlchemy transport, a local folder), with
     progress written every 0.1 s so that every preview of a short CPU generation goes out."""
-    data_dir = tmp_path_factory.mktemp("var")
-    shutil.copytree(tiny_checkpoint, data_dir / "models" / "janus-tiny")
-    stack = Stack({"JANUS_DATA_DIR": str(data_dir), "JANUS_MODEL": "tiny", "JANUS_PROGRESS_INTERVAL": "0.1"},
-                  tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=1)
-    stack.stop()
+    env = {**embedded_env(tmp_path_factory, tiny_checkpoint), "JANUS_PROGRESS_INTERVAL": "0.1"}
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=1) as stack:
+        yield stack
 
 
 def test_the_embedded_stack_streams_from_its_database(embedded_stack):

@@ -21,9 +21,8 @@ def stack(tmp_path_factory, postgres_url, redis_url):
     env = {"JANUS_DATA_DIR": str(tmp_path_factory.mktemp("var")), "JANUS_DATABASE_URL": postgres_url,
            "JANUS_BROKER_URL": redis_url, "JANUS_MODEL": "simulated:h200-janus-1.3b?scale=4",
            "JANUS_MAX_BATCH_IMAGES": "1", "JANUS_SWEEP_INTERVAL": "0.5", "JANUS_PROGRESS_INTERVAL": "0.2"}
-    stack = Stack(env, tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=1)
-    stack.stop()
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=1) as stack:
+        yield stack
 
 
 def submit(stack: Stack, headers: dict | None = None, **extra) -> dict:

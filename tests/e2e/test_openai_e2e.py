@@ -29,9 +29,8 @@ QUESTION = [{"role": "user", "content": [
 @pytest.fixture(scope="module")
 def keyed_distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url):
     env = distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url)
-    stack = Stack({**env, "JANUS_AUTH": "on"}, tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=2)
-    stack.stop()
+    with Stack({**env, "JANUS_AUTH": "on"}, tmp_path_factory.mktemp("logs")).start(workers=2) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module", params=["embedded_stack", "keyed_distributed_stack"])

@@ -13,9 +13,8 @@ from tests.e2e.stack import Stack
 @pytest.fixture
 def generate_only_stack(tmp_path, tiny_checkpoint):
     shutil.copytree(tiny_checkpoint, tmp_path / "var" / "models" / "janus-tiny")
-    stack = Stack({"JANUS_DATA_DIR": str(tmp_path / "var")}, tmp_path)
-    yield stack.start(workers=1, queues="generate")
-    stack.stop()
+    with Stack({"JANUS_DATA_DIR": str(tmp_path / "var")}, tmp_path).start(workers=1, queues="generate") as stack:
+        yield stack
 
 
 def test_a_worker_serves_only_its_queues(generate_only_stack):

@@ -40,14 +40,13 @@ request-timeout = 2
 def keyed_stack(tmp_path_factory, tiny_checkpoint):
     var = tmp_path_factory.mktemp("var")
     shutil.copytree(tiny_checkpoint, var / "models" / "janus-tiny")
-    stack = Stack({"JANUS_DATA_DIR": str(var), "JANUS_MODEL": "tiny", "JANUS_AUTH": "on",
-                   # schemathesis sends hundreds of requests a minute; 429 is tested elsewhere.
-                   "JANUS_RATE_LIMIT_PER_MINUTE": "0",
-                   # No workers: the OpenAI-compatible endpoints answer 504 at once rather than wait.
-                   "JANUS_MAX_WAIT_SECONDS": "0"},
-                  tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=0)
-    stack.stop()
+    env = {"JANUS_DATA_DIR": str(var), "JANUS_MODEL": "tiny", "JANUS_AUTH": "on",
+           # schemathesis sends hundreds of requests a minute; 429 is tested elsewhere.
+           "JANUS_RATE_LIMIT_PER_MINUTE": "0",
+           # No workers: the OpenAI-compatible endpoints answer 504 at once rather than wait.
+           "JANUS_MAX_WAIT_SECONDS": "0"}
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=0) as stack:
+        yield stack
 
 
 def test_schemathesis_finds_no_server_error_or_schema_violation(keyed_stack, tmp_path):

@@ -56,9 +56,8 @@ def embedded_stack(tmp_path_factory, tiny_checkpoint):
     model writes a whole answer in under a second on a quiet machine, and the understand test
     must see it arrive in pieces."""
     env = {**embedded_env(tmp_path_factory, tiny_checkpoint), "JANUS_PROGRESS_INTERVAL": "0.1"}
-    stack = Stack(env, tmp_path_factory.mktemp("logs"))
-    yield stack.start(workers=1)
-    stack.stop()
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=1) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +65,8 @@ def auth_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_se
     """The distributed stack's settings with auth on (one worker): (stack, an API key)."""
     env = {**distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url),
            "JANUS_AUTH": "on"}
-    stack = Stack(env, tmp_path_factory.mktemp("logs")).start(workers=1)
-    try:
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=1) as stack:
         yield stack, _make_key(postgres_url)
-    finally:
-        stack.stop()
 
 
 def _make_key(database_url: str) -> str:

@@ -20,9 +20,8 @@ def stack(tmp_path_factory, redis_url):
                "JANUS_BROKER_URL": redis_url, "JANUS_MODEL": "simulated:h200-janus-1.3b?scale=3",
                "JANUS_WEBHOOK_ALLOW_PRIVATE": "true", "JANUS_WEBHOOK_RETRY_BACKOFF": "0.3",
                "JANUS_PROGRESS_INTERVAL": "0.2", "JANUS_API_WORKERS": "1"}
-        stack = Stack(env, tmp_path_factory.mktemp("logs"))
-        yield stack.start(workers=1)
-        stack.stop()
+        with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=1) as stack:
+            yield stack
 
 
 def _secret(stack: Stack) -> str:
