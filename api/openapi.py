@@ -545,6 +545,16 @@ def _get_image() -> dict[str, Any]:
                 "schema": {"type": "integer", "minimum": 0},
                 "description": "A signed URL's expiry (Unix time), as given in the job's result.",
             },
+            {
+                "name": "download",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "boolean", "default": False},
+                "description": "true: answered as an attachment (Content-Disposition), so that a browser "
+                               "saves the file, named janus-<job id's first 8>-<index>.png; with S3 the "
+                               "redirect's signed URL asks S3 for that header. Adding it to a signed URL "
+                               "keeps the signature valid.",
+            },
         ],
         "responses": {
             "200": {
@@ -556,6 +566,7 @@ def _get_image() -> dict[str, Any]:
                           "(signature_expired: GET the job again for fresh URLs)."),
             "404": _error("No such job, the job has no such image, or it is not finished."),
             "410": _error("The job's stored files were deleted by retention (code result_expired)."),
+            "422": _error("`download` is neither true nor false (code validation_error)."),
             "503": _error("The database or object storage is unreachable (code unavailable)."),
         },
     }

@@ -17,6 +17,7 @@ from api.signed_urls import image_signer
 from jobs import limits, retention, service, states
 from jobs.models import Job, new_job_id
 from jobs.queue import BrokerUnavailable
+from jobs.storage import attachment
 from jobs.webhooks import outbox
 
 log = logging.getLogger(__name__)
@@ -312,14 +313,27 @@ def get_image(job_id: str, index: int):
         raise ApiError.of("result_expired", f"job {job_id}'s images were deleted at "
                           f"{job.result_expired_at.isoformat()}, JANUS_RESULT_TTL after it finished")
     key = images[index]["key"]
-    url = svc.storage.presigned_url(key, svc.settings.url_ttl)
+    # ?download=true: saved as a file, not shown. A page's <a download> cannot ask for that once
+    # the image comes from another origin (the 307 to S3), so the response itself must.
+    download_as = f"janus-{job_id[:8]}-{index}.png" if _download_asked() else None
+    url = svc.storage.presigned_url(key, svc.settings.url_ttl, download_as=download_as)
     if url:
         return redirect(url, code=307)
     try:
         data = svc.storage.get(key)
     except KeyError:  # deleted a moment ago (DELETE, retention)
         raise ApiError.of("not_found", f"job {job_id}'s image {index} is no longer stored") from None
-    return Response(data, mimetype=images[index]["content_type"], headers={"Cache-Control": "private, max-age=3600"})
+    headers = {"Cache-Control": "private, max-age=3600"}
+    if download_as:
+        headers["Content-Disposition"] = attachment(download_as)
+    return Response(data, mimetype=images[index]["content_type"], headers=headers)
+
+
+def _download_asked() -> bool:
+    value = request.args.get("download", "false").strip().lower()
+    if value not in {"true", "false", "1", "0"}:
+        raise ApiError(422, "validation_error", "download must be true or false", "download")
+    return value in {"true", "1"}
 
 
 def _image_job(session, job_id: str):

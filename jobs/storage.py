@@ -44,8 +44,9 @@ class Storage(Protocol):
         """Delete every key that starts with `prefix` (plain string prefix, as in S3)."""
         ...
 
-    def presigned_url(self, key: str, ttl_seconds: int) -> str | None:
-        """A URL a client can GET without credentials, or None if the API must stream it."""
+    def presigned_url(self, key: str, ttl_seconds: int, download_as: str | None = None) -> str | None:
+        """A URL a client can GET without credentials, or None if the API must stream it;
+        `download_as` makes the response an attachment of that file name."""
         ...
 
     def check(self) -> None:
@@ -160,7 +161,7 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot delete {prefix!r} under {self.root}: {exc}") from exc
 
-    def presigned_url(self, key: str, ttl_seconds: int) -> str | None:
+    def presigned_url(self, key: str, ttl_seconds: int, download_as: str | None = None) -> str | None:
         self._path(key)
         return None
 
@@ -349,15 +350,18 @@ class S3Storage:
                         f" {first.get('Message', '')}".rstrip()
                     )
 
-    def presigned_url(self, key: str, ttl_seconds: int) -> str | None:
+    def presigned_url(self, key: str, ttl_seconds: int, download_as: str | None = None) -> str | None:
         full = self._key(key)
+        params = {"Bucket": self.bucket, "Key": full}
+        if download_as:  # S3 answers with this header instead of the object's own (none)
+            params["ResponseContentDisposition"] = attachment(download_as)
         # Signing is local (no request); the host is part of the signature, so a public
         # endpoint needs its own client.
         client = self._client_for(self.public_endpoint_url or self.endpoint_url)
         with self._errors("presign", key):
             return client.generate_presigned_url(
                 "get_object",
-                Params={"Bucket": self.bucket, "Key": full},
+                Params=params,
                 ExpiresIn=int(ttl_seconds),
             )
 
@@ -385,3 +389,8 @@ def _is_missing_key(exc) -> bool:
     return error.get("Code") in ("NoSuchKey", "404", "NotFound") or (
         status == 404 and error.get("Code") != "NoSuchBucket"
     )
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition that makes browsers save the response as `filename` (ASCII)."""
+    return f'attachment; filename="{filename}"'

@@ -99,11 +99,19 @@ function actions(job) {
   if (job.status !== "succeeded" || job.expired_result) return [];
   if (job.result.images) {
     return job.result.images.map((image, index) =>
-      link(image.url, `janus-${job.id.slice(0, 8)}-${index}.png`, `PNG ${index + 1}`));
+      link(downloadUrl(image.url), `janus-${job.id.slice(0, 8)}-${index}.png`, `PNG ${index + 1}`));
   }
   // An answer has no file of its own: hand the text over as one.
   const text = `data:text/plain;charset=utf-8,${encodeURIComponent(job.result.text)}`;
   return [link(text, `janus-${job.id.slice(0, 8)}.txt`, "Answer .txt")];
+}
+
+// `download` on a link is ignored once the image comes from another origin (the 307 to S3):
+// ?download=true makes the response itself an attachment (the signature stays valid).
+function downloadUrl(imageUrl) {
+  const url = new URL(imageUrl, window.location.href);
+  url.searchParams.set("download", "true");
+  return url.href;
 }
 
 function link(href, filename, label) {

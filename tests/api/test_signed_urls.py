@@ -176,3 +176,19 @@ def test_a_signed_url_of_an_expired_or_deleted_result_says_so(make_api, new_key,
     assert api.client.get(url).json["error"]["code"] == "result_expired"
     assert api.client.delete(f"/v1/jobs/{job_id}", headers=key).status_code == 204
     assert api.client.get(url).status_code == 404
+
+
+@pytest.mark.parametrize("value, saved", [("true", True), ("1", True), ("false", False), (None, False)])
+def test_download_true_makes_the_image_an_attachment_and_keeps_the_signature_valid(finished, value, saved):
+    api, key, job_id = finished
+    response = api.client.get(with_query(image_url(api, key, job_id, index=1), download=value))  # no key
+    assert response.status_code == 200 and response.data == png()
+    disposition = response.headers.get("Content-Disposition")
+    assert disposition == (f'attachment; filename="janus-{job_id[:8]}-1.png"' if saved else None)
+
+
+def test_a_download_that_is_not_a_boolean_is_a_422(finished):
+    api, key, job_id = finished
+    response = api.client.get(with_query(image_url(api, key, job_id), download="maybe"))
+    assert response.status_code == 422
+    assert (response.json["error"]["code"], response.json["error"]["field"]) == ("validation_error", "download")

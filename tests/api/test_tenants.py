@@ -7,6 +7,7 @@ import uuid
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import requests
 from PIL import Image
 from sqlalchemy import update
 
@@ -143,6 +144,20 @@ def test_presigned_image_urls_expire_after_the_url_ttl(make_api, new_key, tenant
         query = parse_qs(urlparse(response.headers["Location"]).query)
         assert query["X-Amz-Expires"] == [str(ttl)] and "X-Amz-Signature" in query
         assert job_id in urlparse(response.headers["Location"]).path
+
+
+def test_a_download_from_s3_is_an_attachment_through_the_signed_redirect(make_api, new_key, tenant, s3_server,
+                                                                          s3_storage_url):
+    api = make_api(storage_url=s3_storage_url, s3_endpoint_url=s3_server.endpoint_url)
+    key = bearer(new_key(tenant()))
+    job_id = api.client.post("/v1/jobs", json=GENERATE, headers=key).json["id"]
+    _finish_with_image(api, job_id)
+    for download, disposition in (("true", f'attachment; filename="janus-{job_id[:8]}-0.png"'), ("false", None)):
+        response = api.client.get(f"/v1/jobs/{job_id}/images/0?download={download}", headers=key)
+        assert response.status_code == 307
+        stored = requests.get(response.headers["Location"], timeout=10)  # S3 (moto) itself answers
+        assert stored.status_code == 200 and stored.content == _png()
+        assert stored.headers.get("Content-Disposition") == disposition
 
 
 def test_local_storage_serves_images_only_through_the_api(tmp_path):

@@ -247,3 +247,10 @@ def test_with_auth_on_the_key_is_kept_in_the_browser_and_sent_as_a_header(auth_s
     expect(page.locator("#key-state")).to_have_text("key saved in this browser")
     expect(page.locator(f'#history tr[data-job-id="{job_id}"]')).to_have_count(1)
     expect(page.locator("#error")).to_be_hidden()
+
+    # From S3 the image is another origin's, where a link's `download` is ignored: the page asks
+    # for ?download=true, and S3 answers with the attachment header the signed redirect named.
+    with page.expect_download() as download:
+        page.locator(f'#history tr[data-job-id="{job_id}"] a.download').first.click()
+    assert download.value.suggested_filename == f"janus-{job_id[:8]}-0.png"
+    assert Path(download.value.path()).read_bytes().startswith(PNG_SIGNATURE)
