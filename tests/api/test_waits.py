@@ -78,9 +78,9 @@ def test_a_finished_job_wakes_its_waiters_only(room):
     time.sleep(0.2)
     canceled_at = time.monotonic()
     cancel(room.db, first)
-    waiters[0].join(2)
-    waiters[1].join(2)
-    assert time.monotonic() - canceled_at < 1.0
+    waiters[0].join(5)
+    waiters[1].join(5)
+    assert time.monotonic() - canceled_at < 5  # woken by the watcher, not by their 10 s timeout
     # Both are handed the finished job as the watcher read it: no query of their own.
     assert waiters[0].finished.id == waiters[1].finished.id == first
     assert waiters[0].finished.status == waiters[1].finished.status == "canceled"
