@@ -82,6 +82,7 @@ def test_compose_environment_is_valid_settings(compose, monkeypatch):
     assert settings.broker.startswith("redis://")
     assert settings.host == "0.0.0.0"
     assert settings.auth == "on" and settings.auth_enabled
+    assert settings.api_worker_class == "gevent"  # streams by the hundred, not 4 per process
 
 
 def test_auth_is_on(compose):

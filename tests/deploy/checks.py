@@ -74,6 +74,9 @@ def api_problems(m: Manifests) -> list[str]:
     problems = []
     if not settings.auth_enabled:
         problems.append("api: JANUS_AUTH leaves /v1 open on a cluster network")
+    if settings.api_worker_class != "gevent":  # the page, CLI and SDK each hold event streams open
+        problems.append(f"api: JANUS_API_WORKER_CLASS {settings.api_worker_class} holds only "
+                        f"{settings.waiting_capacity} event streams per process; use gevent")
     ports = {port.get("name"): port["containerPort"] for port in container.spec.get("ports", [])}
     if settings.port not in ports.values():
         problems.append(f"api: JANUS_PORT {settings.port} is not a containerPort {sorted(ports.values())}")

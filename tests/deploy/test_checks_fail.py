@@ -54,6 +54,8 @@ MISTAKES = [
      checks.settings_problems, "not PostgreSQL"),
     ("auth off beyond loopback", lambda r: config(r).update(JANUS_AUTH="off"),
      checks.settings_problems, "JANUS_AUTH"),
+    ("threads hold few streams", lambda r: config(r).update(JANUS_API_WORKER_CLASS="gthread"),
+     checks.api_problems, "JANUS_API_WORKER_CLASS gthread holds only 4 event streams"),
     ("the API port differs from the container's", lambda r: config(r).update(JANUS_PORT="9000"),
      checks.api_problems, "JANUS_PORT 9000 is not a containerPort"),
     ("liveness on /readyz", lambda r: probe(r, "livenessProbe").update(path="/readyz"),
