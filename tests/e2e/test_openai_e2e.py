@@ -17,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.e2e.conftest import distributed_env
+from tests.e2e.conftest import distributed_env, embedded_env
 from tests.e2e.helpers import data_url, fetch_image, png_bytes
 from tests.e2e.stack import Stack
 
@@ -26,10 +26,23 @@ QUESTION = [{"role": "user", "content": [
     {"type": "image_url", "image_url": {"url": data_url(png_bytes())}}]}]
 
 
+# The endpoints wait for their job up to JANUS_MAX_WAIT_SECONDS (60), then answer 504. A one-image
+# tiny job takes about 3 s on a quiet machine but took 47 s at load average 7: wait up to just
+# under the client's 120 s timeout, so a busy CI machine does not turn into a 504.
+PATIENT = {"JANUS_MAX_WAIT_SECONDS": "110"}
+
+
+@pytest.fixture(scope="module")
+def embedded_stack(tmp_path_factory, tiny_checkpoint):
+    env = {**embedded_env(tmp_path_factory, tiny_checkpoint), **PATIENT}
+    with Stack(env, tmp_path_factory.mktemp("logs")).start(workers=1) as stack:
+        yield stack
+
+
 @pytest.fixture(scope="module")
 def keyed_distributed_stack(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url):
     env = distributed_env(tmp_path_factory, tiny_checkpoint, postgres_url, redis_url, s3_server, s3_storage_url)
-    with Stack({**env, "JANUS_AUTH": "on"}, tmp_path_factory.mktemp("logs")).start(workers=2) as stack:
+    with Stack({**env, "JANUS_AUTH": "on", **PATIENT}, tmp_path_factory.mktemp("logs")).start(workers=2) as stack:
         yield stack
 
 
