@@ -69,8 +69,7 @@ class Transport:
                 response = self._send(method, path, json_body, fields, headers, query, timeout)
             except urllib3.exceptions.HTTPError as exc:
                 if not retry_connect or _never_connected(exc) or attempt >= self.backoff.retries:
-                    raise ConnectionFailedError(f"cannot reach {self.base_url}: {_reason(exc)}",
-                                                code="connection_error") from None
+                    raise self._unreachable(exc) from None
                 retry_after = None
             else:
                 if response.status < 400:
@@ -85,23 +84,24 @@ class Transport:
         return json.loads(self.request(method, path, **kwargs).data)
 
     def _send(self, method, path, json_body, fields, headers, query, timeout) -> urllib3.BaseHTTPResponse:
-        all_headers = {**self.headers, **(headers or {})}
-        timeout = urllib3.Timeout(connect=min(self.timeout, 10.0), read=timeout or self.timeout)
-        if fields is not None:
-            return self.pool.request(method, self.url(path), fields=fields, headers=all_headers, timeout=timeout)
-        if query:
-            return self.pool.request(method, self.url(path), fields=query, headers=all_headers, timeout=timeout)
-        return self.pool.request(method, self.url(path), json=json_body, headers=all_headers, timeout=timeout)
+        # urllib3's `fields` is a multipart form, or the query string of a GET.
+        body = {"fields": fields} if fields is not None else {"fields": query} if query else {"json": json_body}
+        return self.pool.request(method, self.url(path), headers={**self.headers, **(headers or {})},
+                                 timeout=self._timeout(timeout or self.timeout), **body)
+
+    def _timeout(self, read: float) -> urllib3.Timeout:
+        return urllib3.Timeout(connect=min(self.timeout, 10.0), read=read)
+
+    def _unreachable(self, exc: Exception) -> ConnectionFailedError:
+        return ConnectionFailedError(f"cannot reach {self.base_url}: {_reason(exc)}", code="connection_error")
 
     def stream(self, path: str, headers: dict, read_timeout: float) -> urllib3.BaseHTTPResponse:
         """An unread streaming answer (the event stream); errors as `request` raises them."""
         try:
             response = self.pool.request("GET", self.url(path), headers={**self.headers, **headers},
-                                         preload_content=False,
-                                         timeout=urllib3.Timeout(connect=min(self.timeout, 10.0), read=read_timeout))
+                                         preload_content=False, timeout=self._timeout(read_timeout))
         except urllib3.exceptions.HTTPError as exc:
-            raise ConnectionFailedError(f"cannot reach {self.base_url}: {_reason(exc)}",
-                                        code="connection_error") from None
+            raise self._unreachable(exc) from None
         if response.status >= 400:
             data = response.read()
             response.release_conn()

@@ -1,6 +1,5 @@
 """The tiny checkpoint: real interfaces, offline, deterministic, safe to create concurrently."""
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from transformers import JanusForConditionalGeneration, JanusProcessor
 
 import janus_model.tiny as tiny
 from janus_model import JanusModel, build_tiny_checkpoint, ensure_tiny_checkpoint
+from tests.threads import all_at_once
 
 
 def test_loads_back_through_load_model(tiny_model):
@@ -105,21 +105,7 @@ def test_ensure_losing_the_rename_race_uses_the_winners_copy(tmp_path, monkeypat
 
 def test_ensure_from_two_threads_at_once(tiny_checkpoint, tmp_path):
     target = tmp_path / "tiny"
-    results, errors = [], []
-    start = threading.Barrier(2)
-
-    def ensure():
-        start.wait()
-        try:
-            results.append(ensure_tiny_checkpoint(target))
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
-            errors.append(error)
-
-    threads = [threading.Thread(target=ensure) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = all_at_once(lambda: ensure_tiny_checkpoint(target), 2)
     assert errors == []
     assert results == [target, target]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]

@@ -11,6 +11,7 @@ from jobs import db as db_module
 from jobs.db import Database
 from tests.conftest import POSTGRES_ADMIN
 from tests.pgdb import fresh_database
+from tests.threads import all_at_once
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,6 @@ def test_threads_that_all_start_with_a_fresh_database_share_one_engine(monkeypat
     """A new API process's first requests come on several threads at once. Building the session
     makers is slowed here so that, had `_engine` been set before them, another thread would find
     an engine without its session makers (an AttributeError, once seen as a 500 under load)."""
-    import threading
-
     real_sessionmaker, made = db_module.sessionmaker, []
 
     def slow_sessionmaker(*args, **kwargs):
@@ -75,20 +74,11 @@ def test_threads_that_all_start_with_a_fresh_database_share_one_engine(monkeypat
     monkeypatch.setattr(db_module, "sessionmaker", slow_sessionmaker)
     monkeypatch.setattr(db_module, "make_engine", counted_make_engine)
     fresh = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
-    failures, start = [], threading.Barrier(8)
 
     def read():
-        start.wait()
-        try:
-            with fresh.read_session() as session:
-                session.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001 - any failure is the finding
-            failures.append(exc)
+        with fresh.read_session() as session:
+            session.execute(text("SELECT 1"))
 
-    threads = [threading.Thread(target=read) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _, failures = all_at_once(read, 8)
     fresh.dispose()
     assert failures == [] and len(made) == 1
